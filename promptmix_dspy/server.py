@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Callable
 
-__all__ = ["LocalServer", "ServerStartError", "default_model_path", "free_port", "MODEL_FILE", "MODEL_PACKAGE"]
+__all__ = ["LocalServer", "ServerError", "default_model_path", "free_port", "MODEL_FILE", "MODEL_PACKAGE"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ _PR_SET_PDEATHSIG = 1
 _STOP_GRACE_S = 5.0
 
 
-class ServerStartError(RuntimeError):
-    """A worker or the proxy exited during start-up, or the server did not answer in time."""
+class ServerError(RuntimeError):
+    """A worker or the proxy exited, or the server did not answer in time during start-up."""
 
 
 def default_model_path() -> str:
@@ -239,21 +239,22 @@ class LocalServer:
     def _wait_until_ready(self, deadline: float) -> None:
         pending = list(self._children)  # workers first, then the proxy that needs them
         while pending:
-            self._raise_if_exited()
+            self.check()
             if _answers(pending[0].url + "/v1/models"):
                 pending.pop(0)
                 continue
             if time.monotonic() > deadline:
-                raise ServerStartError(f"{pending[0].name} did not answer within {self.startup_timeout:.0f} s; "
+                raise ServerError(f"{pending[0].name} did not answer within {self.startup_timeout:.0f} s; "
                                        f"log tail:\n{_log_tail(pending[0].log)}")
             time.sleep(0.1)
 
-    def _raise_if_exited(self) -> None:
+    def check(self) -> None:
+        """Raise ServerError, with the log tail, if a worker or the proxy has exited."""
         for child in self._children:
             code = child.proc.poll()
             if code is not None:
-                raise ServerStartError(f"{child.name} exited with code {code} during start-up; "
-                                       f"log tail ({child.log}):\n{_log_tail(child.log)}")
+                raise ServerError(f"{child.name} (pid {child.proc.pid}) exited with code {code}; "
+                                  f"log tail ({child.log}):\n{_log_tail(child.log)}")
 
 
 def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
