@@ -18,6 +18,22 @@ DataDirOpt = typer.Option(None, "--data-dir", envvar="PROMPTMIX_DATA_DIR",
                           help="Folder with <dataset>/{train,test}.jsonl, labels.json, descriptions.json.")
 SeedOpt = typer.Option(0, "--seed", help="One seed for every random choice.")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Debug logging.")
+DatasetOpt = typer.Option(..., "--dataset", "-d", help="Built-in name (trec6, subj, banking77, twitter_complaints), "
+                          "a jsonl/json/csv file, or a folder with train/test files.")
+TextColOpt = typer.Option("text", "--text-column", help="Text column of a user dataset.")
+LabelColOpt = typer.Option("label", "--label-column", help="Label column of a user dataset.")
+DescOpt = typer.Option(None, "--descriptions", help="JSON file mapping each label to a one-sentence description.")
+ShotsOpt = typer.Option(2, "--shots", "-k", help="Labelled examples per class the method may see.")
+LMOpt = typer.Option(None, "--lm", envvar="PROMPTMIX_LM", help="litellm model string (openai/gpt-4o-mini, "
+                     "anthropic/..., ollama_chat/..., hosted_vllm/...). Default: the embedded SmolLM2 server.")
+ApiBaseOpt = typer.Option(None, "--api-base", envvar="PROMPTMIX_API_BASE", help="Endpoint URL for --lm.")
+ApiKeyEnvOpt = typer.Option(None, "--api-key-env", help="Name of the environment variable holding the API key "
+                            "(litellm reads the provider's usual one by default). Never pass a key itself.")
+AdapterOpt = typer.Option("auto", "--adapter", help="auto | chat | json | llama-cpp (JSON-schema constrained).")
+MaxTokensOpt = typer.Option(256, "--max-tokens", help="Max completion tokens per call.")
+NoCacheOpt = typer.Option(False, "--no-cache", help="Bypass DSPy's response cache.")
+ServerParallelOpt = typer.Option(2, "--server-parallel", help="Parallel slots of the embedded server.")
+ThreadsOpt = typer.Option(4, "--threads", help="LLM requests in flight.")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -61,6 +77,133 @@ def serve(parallel: int = typer.Option(1, "--parallel", min=1, help="Requests an
         typer.echo("stopped")
     except (ImportError, OSError, RuntimeError, ValueError) as exc:
         _fail(exc)
+
+
+def _lm_settings(lm: Optional[str], api_base: Optional[str], api_key_env: Optional[str], adapter: str,
+                 max_tokens: int, no_cache: bool, server_parallel: int):
+    from promptmix_dspy.lm import LMSettings
+
+    return LMSettings(model=lm, api_base=api_base, api_key_env=api_key_env, adapter=adapter,
+                      max_tokens=max_tokens, cache=not no_cache, server_parallel=server_parallel)
+
+
+def _load(dataset: str, data_dir: Optional[Path], text_column: str, label_column: str,
+          descriptions: Optional[Path]):
+    from promptmix_dspy.data import load_dataset
+
+    return load_dataset(dataset, data_dir=data_dir, text_column=text_column, label_column=label_column,
+                        descriptions=descriptions)
+
+
+@app.command()
+def augment(
+    dataset: str = DatasetOpt,
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (re-running resumes it)."),
+    shots: int = ShotsOpt,
+    seed: int = SeedOpt,
+    per_class: int = typer.Option(10, "--per-class", help="Generated examples to keep per class."),
+    texts_per_call: int = typer.Option(3, "--texts-per-call", help="Texts asked for in one generation call."),
+    group_size: int = typer.Option(4, "--group-size", help="Classes shown together in a generation prompt."),
+    top_k: int = typer.Option(5, "--top-k", help="Candidate classes offered to the relabeler."),
+    majority_share: Optional[float] = typer.Option(None, "--majority-share", help="Fix the majority share "
+                                                   "(1.0 = no mixing) instead of drawing 0.5 + 0.5*Beta(5,2)."),
+    no_relabel: bool = typer.Option(False, "--no-relabel", help="Keep labels as generated (the A1 ablation)."),
+    describe: str = typer.Option("missing", "--describe", help="missing: LM writes absent descriptions; always."),
+    programs: Optional[Path] = typer.Option(None, "--programs", help="Folder of compiled programs to use."),
+    max_rounds: int = typer.Option(3, "--max-rounds", help="Generation rounds to fill per-class quotas."),
+    attempts: int = typer.Option(3, "--attempts", help="Tries per LLM call before it is counted and skipped."),
+    max_errors: Optional[int] = typer.Option(None, "--max-errors", help="Stop cleanly after this many failures."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly at this estimated USD cost."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Sentence encoder for top-k (name or dir)."),
+    threads: int = ThreadsOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    text_column: str = TextColOpt,
+    label_column: str = LabelColOpt,
+    descriptions: Optional[Path] = DescOpt,
+    lm: Optional[str] = LMOpt,
+    api_base: Optional[str] = ApiBaseOpt,
+    api_key_env: Optional[str] = ApiKeyEnvOpt,
+    adapter: str = AdapterOpt,
+    max_tokens: int = MaxTokensOpt,
+    no_cache: bool = NoCacheOpt,
+    server_parallel: int = ServerParallelOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Generate borderline examples, relabel them, and write OUT/augmented.jsonl with provenance."""
+    _setup_logging(verbose)
+    from promptmix_dspy.augment import AugmentConfig, run_augment
+    from promptmix_dspy.lm import open_lm
+    from promptmix_dspy.runner import RunStopped
+
+    try:
+        config = AugmentConfig(shots=shots, seed=seed, per_class=per_class, texts_per_call=texts_per_call,
+                               group_size=group_size, top_k=top_k, fixed_share=majority_share,
+                               relabel=not no_relabel, describe=describe, max_rounds=max_rounds, attempts=attempts,
+                               num_threads=threads, max_errors=max_errors, max_cost=max_cost, encoder=encoder)
+        settings = _lm_settings(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
+        ds = _load(dataset, data_dir, text_column, label_column, descriptions)
+        with open_lm(settings) as handle:
+            result = run_augment(ds, out, config, handle, programs=programs)
+    except RunStopped as exc:
+        typer.secho(f"stopped: {exc}. Everything finished so far is saved in {out}; run the same command "
+                    f"to resume.", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=3)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(exc)
+    _print_summary(result.summary, out)
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    llm = summary["llm"]
+    cost = "unknown (not in litellm's price table)" if llm["cost_usd"] is None else f"${llm['cost_usd']:.4f}"
+    share = summary["relabeled_share"]
+    typer.echo(f"kept {summary['kept']} examples ({summary['kept_per_class']})")
+    typer.echo(f"dropped: {summary['dropped'] or 'none'}")
+    typer.echo(f"relabeled: {'n/a' if share is None else f'{share:.1%}'}")
+    typer.echo(f"LLM calls: {llm['llm_calls']} ({llm['failed_units']} failed), tokens: {llm['prompt_tokens']} "
+               f"prompt + {llm['completion_tokens']} completion, cost: {cost}")
+    typer.echo(f"wrote {out / 'augmented.jsonl'} and {out / 'config.json'}")
+
+
+@app.command()
+def describe(
+    dataset: str = DatasetOpt,
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder; descriptions.json is written there."),
+    shots: int = ShotsOpt,
+    seed: int = SeedOpt,
+    threads: int = ThreadsOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    text_column: str = TextColOpt,
+    label_column: str = LabelColOpt,
+    lm: Optional[str] = LMOpt,
+    api_base: Optional[str] = ApiBaseOpt,
+    api_key_env: Optional[str] = ApiKeyEnvOpt,
+    adapter: str = AdapterOpt,
+    max_tokens: int = MaxTokensOpt,
+    no_cache: bool = NoCacheOpt,
+    server_parallel: int = ServerParallelOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Have the LM write a one-sentence description of every class from its name and seed examples."""
+    _setup_logging(verbose)
+    from promptmix_dspy.augment import AugmentConfig
+    from promptmix_dspy.data import few_shot_split
+    from promptmix_dspy.lm import open_lm
+    from promptmix_dspy.runner import Budget
+    from promptmix_dspy.steps import describe_classes
+
+    try:
+        config = AugmentConfig(shots=shots, seed=seed, describe="always", num_threads=threads)
+        settings = _lm_settings(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
+        split = few_shot_split(_load(dataset, data_dir, text_column, label_column, None), shots, seed)
+        out.mkdir(parents=True, exist_ok=True)
+        with open_lm(settings) as handle:
+            cards = describe_classes(split, config, handle, out, Budget())
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(exc)
+    for card in cards:
+        typer.echo(f"{card.name}: {card.description}")
+    typer.echo(f"wrote {out / 'descriptions.json'}")
 
 
 def main() -> None:

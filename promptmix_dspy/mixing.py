@@ -69,23 +69,27 @@ def mix_plan(
     texts_per_call: int = 3,
     group_size: int = 4,
     fixed_share: float | None = None,
-    start_index: int = 0,
-    calls_per_class: int | None = None,
+    start_index: int | dict[str, int] = 0,
+    calls_per_class: int | dict[str, int] | None = None,
 ) -> list[MixCall]:
     """Plan the generation calls: ceil(per_class / texts_per_call) calls per class, classes in label order.
 
     ``fixed_share`` replaces the Beta draw (1.0 gives the no-mix ablation, whose calls have no minority).
-    ``start_index`` / ``calls_per_class`` plan a later round of extra calls with fresh, still seeded, draws.
+    ``start_index`` / ``calls_per_class`` (one number, or one per class: classes absent from the dict get no
+    calls) plan a later round of extra calls with fresh, still seeded, draws. Groups always come from all labels.
     """
     if per_class < 1 or texts_per_call < 1:
         raise ValueError(f"per_class and texts_per_call must be >= 1, got {per_class}, {texts_per_call}")
     if fixed_share is not None and not 0.5 <= fixed_share <= 1.0:
         raise ValueError(f"fixed majority share must be in [0.5, 1.0], got {fixed_share}")
     groups = class_groups(labels, random.Random(f"{seed}:groups"), group_size)
-    n_calls = calls_per_class or math.ceil(per_class / texts_per_call)
+    n_calls = calls_per_class if calls_per_class is not None else math.ceil(per_class / texts_per_call)
+    counts = n_calls if isinstance(n_calls, dict) else dict.fromkeys(labels, n_calls)
+    starts = start_index if isinstance(start_index, dict) else dict.fromkeys(labels, start_index)
     plan = []
     for label in labels:
-        for j in range(start_index, start_index + n_calls):
+        first = starts.get(label, 0)
+        for j in range(first, first + counts.get(label, 0)):
             plan.append(_plan_call(label, groups[label], j, seed, texts_per_call, fixed_share))
     return plan
 

@@ -1,0 +1,170 @@
+"""Running the PromptMix programs over a dataset: few-shot split -> descriptions -> mix plan -> generated.jsonl
+-> relabeled augmented.jsonl, one artifact per step in a run folder.
+
+Every LLM answer is journaled as it arrives, so a killed run resumes with the same command and repeats no
+finished call; final files are written atomically; config.json carries the settings and versions.
+
+    from promptmix_dspy import augment
+    result = augment.augment("trec6", "runs/trec6", augment.AugmentConfig(per_class=10), data_dir="data")
+    ds = result.to_hf_dataset()
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptmix_dspy import steps
+from promptmix_dspy.data import Dataset, FewShotSplit, few_shot_split, load_dataset
+from promptmix_dspy.lm import LMHandle, LMSettings, open_lm
+from promptmix_dspy.runner import Budget
+from promptmix_dspy.store import atomic_write_json, atomic_write_jsonl, journal_usage, now_iso, read_json, versions
+
+__all__ = ["AugmentConfig", "AugmentResult", "RunMismatch", "augment", "run_augment"]
+
+logger = logging.getLogger(__name__)
+# Settings that do not change what a run produces: they may differ when a run is resumed.
+_RESUMABLE = {"num_threads", "max_errors", "max_cost"}
+JOURNALS = ("descriptions.jsonl", "generated.jsonl", "relabeled.jsonl")
+
+
+class RunMismatch(ValueError):
+    """The output folder holds a run made with other settings."""
+
+
+@dataclass
+class AugmentConfig:
+    """Settings of an augmentation run. Defaults follow the authors' released code (see DESIGN.md)."""
+
+    shots: int = 2
+    seed: int = 0
+    per_class: int = 10
+    texts_per_call: int = 3
+    group_size: int = 4
+    top_k: int = 5
+    fixed_share: float | None = None
+    relabel: bool = True
+    describe: str = "missing"
+    generation_temperature: float = 1.0
+    relabel_temperature: float = 0.0
+    max_rounds: int = 3
+    attempts: int = 3
+    num_threads: int = 4
+    max_errors: int | None = None
+    max_cost: float | None = None
+    dev_per_class: int = 0
+    encoder: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("shots", "per_class", "texts_per_call", "top_k", "max_rounds", "attempts", "num_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2, got {self.group_size}")
+        if self.fixed_share is not None and not 0.5 <= self.fixed_share <= 1.0:
+            raise ValueError(f"fixed_share must be in [0.5, 1.0], got {self.fixed_share}")
+        if self.describe not in ("missing", "always"):
+            raise ValueError(f"describe must be 'missing' or 'always', got {self.describe!r}")
+        if not 0.0 <= self.generation_temperature <= 2.0 or not 0.0 <= self.relabel_temperature <= 2.0:
+            raise ValueError("temperatures must be in [0, 2]")
+        if self.max_errors is not None and self.max_errors < 0:
+            raise ValueError(f"max_errors must be >= 0, got {self.max_errors}")
+        if self.max_cost is not None and self.max_cost <= 0:
+            raise ValueError(f"max_cost must be > 0, got {self.max_cost}")
+
+    def fingerprint(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in _RESUMABLE}
+
+
+@dataclass
+class AugmentResult:
+    out_dir: Path | None
+    rows: list[dict]
+    seeds: list[dict]
+    summary: dict = field(default_factory=dict)
+
+    def to_hf_dataset(self):
+        import datasets
+
+        return datasets.Dataset.from_list(self.rows)
+
+
+def augment(dataset: str | Path | Dataset, out_dir: str | Path, config: AugmentConfig | None = None,
+            lm: LMSettings | None = None, *, data_dir: str | Path | None = None,
+            programs: str | Path | None = None) -> AugmentResult:
+    """Load the dataset, open the LM (the embedded server when none is set) and run the pipeline."""
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir=data_dir)
+    with open_lm(lm or LMSettings()) as handle:
+        return run_augment(ds, out_dir, config or AugmentConfig(), handle, programs=programs)
+
+
+def run_augment(dataset: Dataset, out_dir: str | Path, config: AugmentConfig, handle: LMHandle,
+                programs: str | Path | None = None) -> AugmentResult:
+    """The pipeline on an open LM. Re-running it on the same folder resumes and redoes no finished call."""
+    out = Path(out_dir)
+    split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
+    _start_run_folder(out, dataset, split, config, handle, programs)
+    budget, timings = Budget(config.max_errors, config.max_cost), {}
+    try:
+        cards = _timed(timings, "describe", steps.describe_classes, split, config, handle, out, budget)
+        program = steps.build_program(cards, config, programs)
+        selected, drops = _timed(timings, "generate", steps.generate, program, split, config, handle, out, budget)
+        rows, drops2 = _timed(timings, "relabel", steps.relabel, program, selected, config, handle, out, budget)
+    finally:
+        atomic_write_json(out / "usage.json", {**budget.to_dict(), "seconds": timings})
+    summary = _summary(rows, drops + drops2, budget, timings, config, out)
+    atomic_write_jsonl(out / "augmented.jsonl", rows)
+    atomic_write_json(out / "summary.json", summary)
+    return AugmentResult(out, rows, [asdict(e) for e in split.seeds], summary)
+
+
+def _timed(timings: dict, name: str, fn: Any, *args: Any) -> Any:
+    start = time.monotonic()
+    try:
+        return fn(*args)
+    finally:
+        timings[name] = round(timings.get(name, 0.0) + time.monotonic() - start, 3)
+
+
+def _start_run_folder(out: Path, dataset: Dataset, split: FewShotSplit, config: AugmentConfig,
+                      handle: LMHandle, programs: str | Path | None) -> None:
+    """Write the run's inputs, or check that an existing folder was made by the same settings."""
+    record = {"dataset": dataset.name, "dataset_source": dataset.source, "labels": dataset.labels,
+              "augment": config.fingerprint(), "lm": handle.describe(),
+              "programs": str(programs) if programs else None}
+    config_path = out / "config.json"
+    if config_path.exists():
+        _check_same_run(read_json(config_path), record, config_path)
+        logger.info("resuming the run in %s", out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(config_path, {**record, "resumable_settings": {k: getattr(config, k) for k in _RESUMABLE},
+                                    "versions": versions(), "updated": now_iso()})
+    atomic_write_json(out / "labels.json", dataset.labels)
+    atomic_write_jsonl(out / "seeds.jsonl", [asdict(e) for e in split.seeds])
+    if split.dev:
+        atomic_write_jsonl(out / "dev.jsonl", [asdict(e) for e in split.dev])
+
+
+def _check_same_run(old: dict, new: dict, path: Path) -> None:
+    keys = ("dataset", "labels", "augment", "lm", "programs")
+    diff = [k for k in keys if old.get(k) != new.get(k)]
+    if diff:
+        detail = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        raise RunMismatch(f"{path} was written by a run with other settings ({detail}). Use another --out, "
+                          f"or delete the folder to start over.")
+
+
+def _summary(rows: list[dict], drops: list[tuple[str, str]], budget: Budget, timings: dict,
+             config: AugmentConfig, out: Path) -> dict:
+    per_class = Counter(r["generated_for"] for r in rows)
+    relabeled = sum(r["relabeled"] for r in rows)
+    journals = [out / name for name in JOURNALS]
+    return {"kept": len(rows), "kept_per_class": dict(per_class),
+            "dropped": dict(Counter(reason for _, reason in drops)),
+            "relabeled_share": round(relabeled / len(rows), 4) if rows and config.relabel else None,
+            "llm": journal_usage(journals), "this_session": budget.to_dict(), "seconds": timings,
+            "finished": now_iso()}

@@ -1,0 +1,229 @@
+"""Scripted LMs for tests and benchmarks: an in-process dspy engine and a real OpenAI-compatible HTTP server.
+
+Both answer through one ``responder(messages, params) -> str``, and both record what was sent, so tests can
+assert on the prompt. ``RuleResponder`` reads the signature's output fields from the prompt and answers in
+JSON, like a well-behaved model. The HTTP server can also inject faults (status codes, Retry-After, delays,
+dropped connections, truncated bodies) for reliability tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+__all__ = ["Fault", "RuleResponder", "ScriptedServer", "parse_fields", "scripted_lm"]
+
+Responder = Callable[[list[dict], dict], "str | Fault"]
+_FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with |\Z)", re.S)
+
+
+def parse_fields(content: str) -> dict[str, str]:
+    """The ``[[ ## name ## ]]`` blocks of a DSPy user message, as raw strings."""
+    return {m.group(1): m.group(2).strip() for m in _FIELD.finditer(content)}
+
+
+def _output_fields(system: str) -> list[str]:
+    part = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
+    return re.findall(r"\d+\. `(\w+)`", part)
+
+
+@dataclass
+class RuleResponder:
+    """Answers DSPy prompts by rule. Override the three hooks to script behaviour.
+
+    relabel: (text, candidates) -> label; default picks the candidate whose name occurs in the text, else the
+    first candidate. generate: (fields, call_number) -> texts; default writes num_texts distinct texts naming
+    the majority (and minority) class. describe: (fields) -> sentence.
+    """
+
+    relabel: Callable[[str, list[str]], str] | None = None
+    generate: Callable[[dict, int], list[str]] | None = None
+    describe: Callable[[dict], str] | None = None
+    calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __call__(self, messages: list[dict], params: dict) -> str:
+        system = next((m["content"] for m in messages if m["role"] == "system"), "")
+        fields = parse_fields(messages[-1]["content"])
+        with self._lock:
+            self.calls += 1
+            n = self.calls
+        outputs = _output_fields(system)
+        if "label" in outputs:
+            return json.dumps({"label": self._relabel(fields)})
+        if "texts" in outputs:
+            return json.dumps({"texts": self._generate(fields, n)})
+        if "description" in outputs:
+            return json.dumps({"description": (self.describe or _default_describe)(fields)})
+        return json.dumps({name: "" for name in outputs})
+
+    def _relabel(self, fields: dict) -> str:
+        candidates = [c["name"] for c in json.loads(fields["candidate_classes"])]
+        return (self.relabel or _default_relabel)(fields["text"], candidates)
+
+    def _generate(self, fields: dict, n: int) -> list[str]:
+        return (self.generate or _default_generate)(fields, n)
+
+
+def _default_relabel(text: str, candidates: list[str]) -> str:
+    low = text.lower()
+    return next((c for c in candidates if c.lower() in low), candidates[0])
+
+
+def _default_generate(fields: dict, n: int) -> list[str]:
+    k = int(fields.get("num_texts", "3"))
+    tag = hashlib.sha1(f"{fields}|{n}".encode()).hexdigest()[:6]
+    minority = fields.get("minority_class", "none")
+    return [f"{i + 1}. a {fields['majority_class']} text mixing {minority} number {tag}-{i}" for i in range(k)]
+
+
+def _default_describe(fields: dict) -> str:
+    return f"texts about {fields.get('class_name', 'this class').replace('_', ' ')}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# In-process engine
+
+
+class _ScriptedEngine:
+    def __init__(self, responder: Responder, requests: list):
+        self.responder, self.requests = responder, requests
+
+    def complete(self, request):
+        from dspy.lm15 import Message, Response, TextPart, Usage
+
+        messages = ([{"role": "system", "content": request.system}] if isinstance(request.system, str) else [])
+        messages += [{"role": m.role, "content": m.text or ""} for m in request.messages]
+        params = {"temperature": request.config.temperature, "max_tokens": request.config.max_tokens}
+        self.requests.append({"messages": messages, **params})
+        text = self.responder(messages, params)
+        if isinstance(text, Fault):
+            raise RuntimeError(f"scripted fault: {text}")
+        usage = Usage(input_tokens=sum(len(m["content"]) // 4 for m in messages), output_tokens=len(text) // 4)
+        return Response(id=None, model="scripted", message=Message.assistant([TextPart(text)]),
+                        finish_reason="stop", usage=usage)
+
+
+class _AsyncScriptedEngine:
+    def __init__(self, sync: _ScriptedEngine):
+        self.sync = sync
+
+    async def complete(self, request):
+        return self.sync.complete(request)
+
+
+def scripted_lm(responder: Responder | None = None, model: str = "openai/scripted"):
+    """A dspy.LM answered in-process by ``responder``; ``lm.requests`` lists every request sent."""
+    import dspy
+
+    requests: list[dict] = []
+    engine = _ScriptedEngine(responder or RuleResponder(), requests)
+    lm = dspy.LM(model, engine=engine, async_engine=_AsyncScriptedEngine(engine), cache=False)
+    lm.requests = requests
+    return lm
+
+
+# ----------------------------------------------------------------------------------------------------------
+# HTTP server
+
+
+@dataclass
+class Fault:
+    """An injected failure: an HTTP status (with headers), a delay, a dropped connection or a bad body."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+    body: str | None = None  # raw body to send instead of a valid completion (truncated/malformed JSON)
+    content: str | None = None  # a valid completion whose message content is this (e.g. '' or a bad label)
+
+
+class ScriptedServer:
+    """An OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1 answered by a responder. Context manager."""
+
+    def __init__(self, responder: Responder | None = None, model: str = "scripted"):
+        self.responder = responder or RuleResponder()
+        self.model = model
+        self.requests: list[dict] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> "ScriptedServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def answer(self, body: dict) -> tuple[int, dict, bytes | None, float]:
+        self.requests.append(body)
+        out = self.responder(body.get("messages", []), body)
+        fault = out if isinstance(out, Fault) else Fault(content=out)
+        if fault.drop:
+            return 0, {}, None, fault.delay
+        if fault.status != 200:
+            err = {"error": {"message": f"injected {fault.status}", "type": "server_error"}}
+            return fault.status, fault.headers, json.dumps(err).encode(), fault.delay
+        payload = fault.body if fault.body is not None else json.dumps(self._completion(body, fault.content or ""))
+        return 200, fault.headers, payload.encode(), fault.delay
+
+    def _completion(self, body: dict, content: str) -> dict:
+        prompt_tokens = sum(len(str(m.get("content", ""))) // 4 for m in body.get("messages", []))
+        return {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+                "model": self.model,
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": content}}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4,
+                          "total_tokens": prompt_tokens + len(content) // 4}}
+
+
+def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+        def do_GET(self) -> None:
+            self._send(200, {}, json.dumps({"object": "list", "data": [{"id": server.model}]}).encode())
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            try:
+                status, headers, payload, delay = server.answer(body)
+            except Exception as exc:  # a broken responder is a 500, not a hung client
+                status, headers, payload, delay = 500, {}, json.dumps({"error": {"message": repr(exc)}}).encode(), 0
+            time.sleep(delay)
+            if status == 0:  # drop the connection without answering
+                self.close_connection = True
+                self.connection.close()
+                return
+            self._send(status, headers, payload or b"")
+
+        def _send(self, status: int, headers: dict, payload: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+    return Handler
