@@ -94,7 +94,7 @@ class Relabeler(dspy.Module):
         if attempt:
             config = {"temperature": max(self.temperature, RETRY_TEMPERATURE), "rollout_id": f"retry{attempt}"}
         pred = self.relabel(text=text, candidate_classes=[self.cards[n] for n in names],
-                            signature=relabel_signature_for(names), config=config)
+                            signature=relabel_signature_for(names, self.relabel.signature), config=config)
         return dspy.Prediction(label=pred.label, candidates=names)
 
 

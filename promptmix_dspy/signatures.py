@@ -60,9 +60,11 @@ class RelabelText(dspy.Signature):
     label: str = dspy.OutputField(desc="the name of one candidate class, exactly as written")
 
 
-def relabel_signature_for(candidates: list[str]) -> type[dspy.Signature]:
-    """RelabelText whose ``label`` can only be one of ``candidates`` (a Literal, enforced by the adapter)."""
+def relabel_signature_for(candidates: list[str],
+                          base: type[dspy.Signature] = RelabelText) -> type[dspy.Signature]:
+    """``base`` (RelabelText, or a compiled copy of it with optimized instructions) whose ``label`` can only be
+    one of ``candidates`` (a Literal, enforced by the adapter)."""
     if not candidates:
         raise ValueError("relabeling needs at least one candidate class")
-    return RelabelText.with_updated_fields("label", type_=Literal[tuple(candidates)])
+    return base.with_updated_fields("label", type_=Literal[tuple(candidates)])
 
