@@ -1,0 +1,257 @@
+"""Compile the relabeler and the generator with a DSPy optimizer; save and load them as JSON + meta.json.
+
+    from promptmix_dspy.optimize import CompileConfig, compile_programs
+    with open_lm(LMSettings()) as handle:
+        results = compile_programs(load_dataset("trec6"), "programs/trec6", CompileConfig(optimizer="bootstrap"),
+                                   handle)
+    results["relabeler"].dev_before, results["relabeler"].dev_after
+
+A compiled folder holds ``relabeler.json`` and/or ``generator.json`` (DSPy's JSON state: demos and
+instructions, never pickle) and ``meta.json`` (labels, LM, optimizer and settings, dev mode, dev score before
+and after, versions, date). ``load_compiled`` puts that state into a PromptMix built for the same labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from promptmix_dspy.compile_tasks import Task, generator_task, relabeler_task
+from promptmix_dspy.data import Dataset, FewShotSplit, few_shot_split
+from promptmix_dspy.embed import CandidateSelector
+from promptmix_dspy.lm import LMHandle
+from promptmix_dspy.modules import ClassDescriber, PromptMix, Relabeler
+from promptmix_dspy.optimizers import get_optimizer
+from promptmix_dspy.signatures import ClassCard
+from promptmix_dspy.store import atomic_write_json, now_iso, read_json, versions
+
+__all__ = ["PROGRAMS", "CompileConfig", "CompileResult", "build_selector", "class_cards", "compile_programs",
+           "evaluate_program", "load_compiled", "load_state", "read_meta", "save_compiled"]
+
+logger = logging.getLogger(__name__)
+PROGRAMS = ("relabeler", "generator")
+META = "meta.json"
+_SECRET_HINTS = ("key", "token", "secret", "password")
+
+
+@dataclass
+class CompileConfig:
+    """What to compile and how. ``dev_per_class=0`` scores the relabeler leave-one-out over the seeds."""
+
+    program: str = "all"
+    optimizer: str = "bootstrap"
+    settings: dict[str, Any] = field(default_factory=dict)
+    shots: int = 2
+    seed: int = 0
+    dev_per_class: int = 0
+    top_k: int = 5
+    encoder: str | None = None
+    generator_calls: int = 2
+    generator_dev_calls: int = 1
+    texts_per_call: int = 3
+    group_size: int = 4
+    num_threads: int = 4
+
+    def __post_init__(self) -> None:
+        if self.program not in (*PROGRAMS, "all"):
+            raise ValueError(f"program must be one of {[*PROGRAMS, 'all']}, got {self.program!r}")
+        get_optimizer(self.optimizer)
+        for name in ("shots", "top_k", "generator_calls", "generator_dev_calls", "texts_per_call", "num_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dev_per_class < 0:
+            raise ValueError(f"dev_per_class must be >= 0, got {self.dev_per_class}")
+
+    @property
+    def programs(self) -> tuple[str, ...]:
+        return PROGRAMS if self.program == "all" else (self.program,)
+
+
+@dataclass
+class CompileResult:
+    name: str
+    program: dspy.Module
+    optimizer: str
+    settings: dict[str, Any]
+    dev_mode: str
+    dev_size: int
+    metric: str
+    dev_before: float
+    dev_after: float
+    seconds: float
+
+    def record(self) -> dict[str, Any]:
+        """What meta.json says about this program (no module, no secrets)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("program", "settings")}
+        return {**out, "file": f"{self.name}.json", "settings": _public(self.settings)}
+
+
+def compile_programs(dataset: Dataset, out_dir: str | Path | None, config: CompileConfig, handle: LMHandle,
+                     reflection_lm: Any = None) -> dict[str, CompileResult]:
+    """Compile the relabeler and/or the generator; save them to ``out_dir`` when given.
+
+    With both, the generator is judged by the relabeler compiled just before, frozen.
+    """
+    spec = get_optimizer(config.optimizer)
+    if spec.needs_reflection_lm and reflection_lm is None:
+        raise ValueError(f"optimizer {config.optimizer!r} needs a reflection LM (--reflection-lm MODEL)")
+    split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
+    cards = class_cards(split, handle)
+    selector = build_selector(cards, config)
+    judge, results = Relabeler(cards, selector), {}
+    if "relabeler" in config.programs:
+        results["relabeler"] = _compile(relabeler_task(split, cards, selector), config, handle, reflection_lm)
+        judge.load_state(results["relabeler"].program.dump_state())
+    if "generator" in config.programs:
+        task = generator_task(split, cards, judge, calls_per_class=config.generator_calls,
+                              dev_calls_per_class=config.generator_dev_calls,
+                              texts_per_call=config.texts_per_call, group_size=config.group_size)
+        results["generator"] = _compile(task, config, handle, reflection_lm)
+    if out_dir is not None:
+        save_compiled(out_dir, results, split, handle, reflection_lm)
+    return results
+
+
+def class_cards(split: FewShotSplit, handle: LMHandle) -> list[ClassCard]:
+    """Cards from the dataset's descriptions; the LM describes classes that have none."""
+    given, seeds = split.dataset.descriptions, split.seeds_by_label()
+    describer = ClassDescriber()
+    cards = []
+    for label in split.labels:
+        description = given.get(label)
+        if not description:
+            with handle.context():
+                others = [x for x in split.labels if x != label]
+                description = describer(class_name=label, examples=seeds[label], other_classes=others).description
+        cards.append(ClassCard(name=label, description=description, examples=seeds[label]))
+    return cards
+
+
+def build_selector(cards: list[ClassCard], config: CompileConfig) -> CandidateSelector:
+    """Top-k candidates by sentence embedding, as the augment run offers them (no encoder when k covers all)."""
+    from promptmix_dspy.embed import SentenceEncoder
+
+    encoder = SentenceEncoder(config.encoder) if config.top_k < len(cards) else None
+    return CandidateSelector({c.name: c.examples for c in cards}, encoder, config.top_k)
+
+
+def evaluate_program(program: dspy.Module, devset: list[dspy.Example], metric: Any, handle: LMHandle,
+                     num_threads: int = 4) -> float:
+    """Mean metric over ``devset`` in [0, 1]; an example whose call fails scores 0."""
+    if not devset:
+        raise ValueError("cannot score a program on an empty dev set")
+    evaluate = dspy.Evaluate(devset=devset, metric=metric, num_threads=num_threads, display_progress=False,
+                             max_errors=len(devset) + 1, provide_traceback=False)
+    with handle.context():
+        return round(evaluate(program).score / 100.0, 4)
+
+
+def _compile(task: Task, config: CompileConfig, handle: LMHandle, reflection_lm: Any) -> CompileResult:
+    spec = get_optimizer(config.optimizer)
+    logger.info("compiling the %s with %s (dev: %s, %d examples)", task.name, config.optimizer, task.dev_mode,
+                len(task.devset))
+    start = time.monotonic()
+    before = evaluate_program(task.student, task.devset, task.metric, handle, config.num_threads)
+    with handle.context():
+        compiled = spec.run(task.student.deepcopy(), task.metric, trainset=task.trainset, valset=task.devset,
+                            labeled=task.labeled, settings=config.settings, num_threads=config.num_threads,
+                            seed=config.seed, reflection_lm=reflection_lm)
+    _drop_inputs_only_demos(compiled)
+    after = evaluate_program(compiled, task.devset, task.metric, handle, config.num_threads)
+    logger.info("%s: dev %s %.3f -> %.3f", task.name, task.metric_name, before, after)
+    settings = spec.resolve(config.settings, len(task.devset), config.num_threads, config.seed)
+    return CompileResult(task.name, compiled, config.optimizer, settings, task.dev_mode, len(task.devset),
+                         task.metric_name, before, after, round(time.monotonic() - start, 1))
+
+
+def _drop_inputs_only_demos(program: dspy.Module) -> None:
+    """Optimizers may add raw training examples with no output as demos; the adapter skips them anyway."""
+    for predictor in program.predictors():
+        outputs = predictor.signature.output_fields
+        predictor.demos = [d for d in predictor.demos if any(d.get(k) is not None for k in outputs)]
+
+
+def _public(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings safe to write: no objects, nothing that looks like a credential."""
+    out = {}
+    for key, value in settings.items():
+        if any(hint in key.lower() for hint in _SECRET_HINTS):
+            out[key] = "<not saved>"
+        elif isinstance(value, (str, int, float, bool, type(None), list, dict)):
+            out[key] = value
+        else:
+            out[key] = repr(type(value).__name__)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# saving and loading
+
+
+def save_compiled(out_dir: str | Path, results: dict[str, CompileResult], split: FewShotSplit, handle: LMHandle,
+                  reflection_lm: Any = None) -> Path:
+    """Write each program's JSON state and merge its record into meta.json (refusing other labels)."""
+    out = Path(out_dir)
+    meta = _merged_meta(out, split)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, result in results.items():
+        result.program.save(str(out / f"{name}.json"))
+        reflection = {"reflection_lm": getattr(reflection_lm, "model", None)} if reflection_lm else {}
+        meta["programs"][name] = {**result.record(), **reflection, "lm": handle.describe(), "date": now_iso()}
+    meta.update({"dspy_version": dspy.__version__, "versions": versions(), "updated": now_iso()})
+    atomic_write_json(out / META, meta)
+    logger.info("wrote %s to %s", ", ".join(f"{n}.json" for n in results), out)
+    return out
+
+
+def _merged_meta(out: Path, split: FewShotSplit) -> dict[str, Any]:
+    fresh = {"format": 1, "dataset": split.dataset.name, "labels": list(split.labels), "shots": split.k,
+             "seed": split.seed, "programs": {}}
+    if not (out / META).exists():
+        return fresh
+    old = read_meta(out)
+    _check_labels(old["labels"], list(split.labels), out)
+    return {**old, **{k: v for k, v in fresh.items() if k != "programs"}, "programs": old.get("programs", {})}
+
+
+def read_meta(programs_dir: str | Path) -> dict[str, Any]:
+    path = Path(programs_dir) / META
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: {programs_dir} is not a folder of compiled programs "
+                                f"(make one with `promptmix compile --out {programs_dir}`)")
+    return read_json(path)
+
+
+def _check_labels(saved: list[str], labels: list[str], where: Path) -> None:
+    if sorted(saved) != sorted(labels):
+        raise ValueError(f"the programs in {where} were compiled for labels {saved}, but this dataset has labels "
+                         f"{labels}; compile programs for this dataset (promptmix compile --dataset ... --out DIR)")
+
+
+def load_state(module: dspy.Module, path: str | Path) -> dspy.Module:
+    """Load one saved program's JSON state (demos, instructions) into ``module``."""
+    module.load(str(path))
+    return module
+
+
+def load_compiled(program: PromptMix, programs_dir: str | Path, labels: list[str]) -> dict[str, Any]:
+    """Load the compiled relabeler and/or generator in ``programs_dir`` into ``program``; returns meta.json.
+
+    Raises ValueError when the programs were compiled for other labels, or the folder holds none.
+    """
+    folder = Path(programs_dir)
+    meta = read_meta(folder)
+    _check_labels(meta.get("labels", []), list(labels), folder)
+    saved = meta.get("programs", {})
+    for name, module in (("relabeler", program.relabeler), ("generator", program.generator)):
+        if name in saved:
+            load_state(module, folder / saved[name].get("file", f"{name}.json"))
+            logger.info("using the compiled %s from %s (%s)", name, folder, saved[name].get("optimizer"))
+    if not any(name in saved for name in PROGRAMS):
+        raise ValueError(f"{folder / META} lists no compiled program (expected {list(PROGRAMS)})")
+    return meta
