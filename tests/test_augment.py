@@ -1,0 +1,141 @@
+"""The augmentation pipeline on a scripted LM: provenance, determinism, resume, failures, descriptions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dspy
+import pytest
+
+from promptmix_dspy.augment import AugmentConfig, RunMismatch, run_augment
+from promptmix_dspy.data import Dataset, Example
+from promptmix_dspy.lm import LMHandle
+from promptmix_dspy.testing import RuleResponder, scripted_lm
+
+LABELS = ["weather", "sports", "music"]
+
+
+def _dataset(descriptions: bool = True) -> Dataset:
+    train = [Example(f"{lab} example number {i}", lab) for lab in LABELS for i in range(5)]
+    descs = {lab: f"texts about {lab}" for lab in LABELS} if descriptions else {}
+    return Dataset("toy", LABELS, train, [], descs)
+
+
+def _prompt_texts(fields: dict, n: int) -> list[str]:
+    """Texts depend on the prompt and on how often that exact prompt was asked (like fresh samples)."""
+    maj, mino = fields["majority_class"], fields["minority_class"]
+    return [f"{maj} {mino} {fields['majority_share']} sample {n} text {i}" for i in range(int(fields["num_texts"]))]
+
+
+def _relabel_by_keyword(text: str, candidates: list[str]) -> str:
+    # The first class name in the text wins, so mixed texts (majority first) keep their majority label,
+    # except "music" which always wins: some rows are relabeled.
+    return "music" if "music" in text and "music" in candidates else next(c for c in candidates if c in text)
+
+
+def _handle(responder: RuleResponder | None = None) -> LMHandle:
+    lm = scripted_lm(responder or RuleResponder(generate=_prompt_texts, relabel=_relabel_by_keyword))
+    return LMHandle(lm, dspy.JSONAdapter(), "openai/scripted", None, "json", embedded=False)
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _run(tmp_path: Path, name: str = "run", handle: LMHandle | None = None, ds: Dataset | None = None, **cfg):
+    config = AugmentConfig(per_class=4, num_threads=1, **cfg)
+    return run_augment(ds or _dataset(), tmp_path / name, config, handle or _handle())
+
+
+def test_rows_carry_provenance_and_config_is_written(tmp_path):
+    result = _run(tmp_path)
+    rows = _read(tmp_path / "run" / "augmented.jsonl")
+    assert rows == result.rows and len(rows) == 12
+    plan = {c["call_id"]: c for c in json.loads((tmp_path / "run" / "plan.json").read_text())}
+    for row in rows:
+        call = plan[row["call_id"]]
+        assert row["label"] in LABELS and row["lm"] == "openai/scripted"
+        assert row["generated_for"] == row["majority"] == call["majority"]
+        assert row["minority"] == call["minority"] and row["minority"] in call["group"][1:]
+        assert row["majority_share"] == call["majority_share"] and 0.5 <= row["majority_share"] <= 1.0
+        assert row["relabeled"] == (row["label"] != row["generated_for"])
+    assert any(r["relabeled"] for r in rows) and not all(r["relabeled"] for r in rows)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["augment"]["seed"] == 0 and config["augment"]["per_class"] == 4
+    assert config["labels"] == LABELS and "dspy" in config["versions"] and config["lm"]["model"] == "openai/scripted"
+    assert [json.loads(x)["label"] for x in (tmp_path / "run" / "seeds.jsonl").read_text().splitlines()] == \
+        [lab for lab in LABELS for _ in range(2)]
+    share = sum(r["relabeled"] for r in rows) / len(rows)
+    assert result.summary["relabeled_share"] == round(share, 4)
+    assert result.to_hf_dataset().num_rows == 12
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    _run(tmp_path, "a")
+    _run(tmp_path, "b")
+    _run(tmp_path, "c", seed=1)
+    a, b, c = ((tmp_path / n / "augmented.jsonl").read_bytes() for n in "abc")
+    assert a == b and a != c
+
+
+def test_rerun_resumes_without_new_calls_and_other_settings_are_refused(tmp_path):
+    handle = _handle()
+    first = _run(tmp_path, handle=handle)
+    calls = len(handle.lm.requests)
+    second = _run(tmp_path, handle=handle)
+    assert len(handle.lm.requests) == calls and second.rows == first.rows
+    with pytest.raises(RunMismatch, match="per_class"):
+        run_augment(_dataset(), tmp_path / "run", AugmentConfig(per_class=5), handle)
+
+
+def test_duplicates_trigger_another_round_until_the_quota_is_met(tmp_path):
+    repeats = RuleResponder(generate=lambda f, n: [f"{f['majority_class']} the same text"] * 3,
+                            relabel=_relabel_by_keyword)
+    result = _run(tmp_path, handle=_handle(repeats), max_rounds=2)
+    assert result.summary["kept_per_class"] == {lab: 1 for lab in LABELS}
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text())
+    assert {c["call_id"] for c in plan} >= {"weather#2"}  # a second round was planned for the shortfall
+    assert result.summary["dropped"]["duplicate"] > 0
+
+
+def test_relabel_failures_are_counted_and_skipped(tmp_path):
+    def relabel(text: str, candidates: list[str]) -> str:
+        return "no_such_class" if "weather" in text.split()[0] else _relabel_by_keyword(text, candidates)
+
+    responder = RuleResponder(generate=_prompt_texts, relabel=relabel)
+    result = _run(tmp_path, handle=_handle(responder), attempts=2)
+    assert "weather" not in {r["generated_for"] for r in result.rows}
+    assert result.summary["dropped"]["relabel_failed"] == 4
+    assert result.summary["llm"]["failed_units"] == 4
+    assert len(result.rows) == 8
+
+
+def test_no_relabel_keeps_generated_labels_and_makes_no_relabel_call(tmp_path):
+    handle = _handle()
+    result = _run(tmp_path, handle=handle, relabel=False)
+    assert all(r["label"] == r["generated_for"] and not r["relabeled"] for r in result.rows)
+    assert not any("candidate_classes" in r["messages"][-1]["content"] for r in handle.lm.requests)
+
+
+def test_missing_descriptions_are_written_by_the_lm(tmp_path):
+    handle = _handle()
+    _run(tmp_path, handle=handle, ds=_dataset(descriptions=False))
+    assert json.loads((tmp_path / "run" / "descriptions.json").read_text()) == {
+        lab: f"texts about {lab}" for lab in LABELS}
+    generation = next(r for r in handle.lm.requests if "num_texts" in r["messages"][-1]["content"])
+    assert "texts about weather" in generation["messages"][-1]["content"]
+
+
+def test_no_mix_ablation_asks_for_pure_texts(tmp_path):
+    handle = _handle()
+    result = _run(tmp_path, handle=handle, fixed_share=1.0)
+    assert all(r["minority"] is None and r["majority_share"] == 1.0 for r in result.rows)
+    assert "100% weather" in handle.lm.requests[0]["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize("bad, match", [({"per_class": 0}, "per_class"), ({"fixed_share": 0.2}, "fixed_share"),
+                                        ({"describe": "sometimes"}, "describe"), ({"max_cost": -1}, "max_cost")])
+def test_config_validation_names_the_bad_value(bad, match):
+    with pytest.raises(ValueError, match=match):
+        AugmentConfig(**bad)

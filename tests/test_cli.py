@@ -1,0 +1,68 @@
+"""End to end: `promptmix augment` over litellm + HTTP against a scripted OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from promptmix_dspy.testing import ScriptedServer
+
+DATA_KEYS = {"text", "label", "generated_for", "majority", "minority", "majority_share", "relabeled", "lm",
+             "call_id"}
+
+
+def _promptmix(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "promptmix_dspy.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+def test_augment_trec6_over_http(tmp_path, data_dir):
+    out = tmp_path / "trec6"
+    with ScriptedServer() as server:
+        proc = _promptmix("augment", "--dataset", "trec6", "--data-dir", str(data_dir), "--shots", "2",
+                          "--seed", "0", "--per-class", "4", "--lm", "hosted_vllm/scripted", "--api-base",
+                          server.base_url, "--out", str(out))
+        requests = list(server.requests)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "augmented.jsonl").read_text().splitlines()]
+    labels = json.loads((out / "labels.json").read_text())
+    assert len(rows) == 24 and all(set(r) == DATA_KEYS for r in rows)
+    assert all(r["label"] in labels and r["lm"] == "hosted_vllm/scripted" for r in rows)
+    assert "kept 24 examples" in proc.stdout and "LLM calls:" in proc.stdout
+    assert "relabel" in proc.stderr  # the progress bars
+    # 6 classes x 2 generation calls + 24 relabel calls, all over HTTP, each with explicit max_tokens
+    assert len(requests) == 36 and all(r["max_tokens"] == 256 for r in requests)
+    relabel_calls = [r for r in requests if "candidate_classes" in r["messages"][-1]["content"]]
+    assert len(relabel_calls) == 24
+    assert all(r["temperature"] == 0.0 for r in relabel_calls)
+    config = json.loads((out / "config.json").read_text())
+    assert config["lm"]["api_base"] == server.base_url and config["augment"]["top_k"] == 5
+
+
+def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a", "label": "x"}\n{"text": "b"\n')
+    proc = _promptmix("augment", "--dataset", str(bad), "--out", str(tmp_path / "out"), "--lm", "openai/none")
+    assert proc.returncode == 2
+    assert f"{bad}:2: invalid JSON" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unset_api_key_env_is_refused(tmp_path, data_dir):
+    proc = _promptmix("augment", "--dataset", "trec6", "--data-dir", str(data_dir), "--out", str(tmp_path / "o"),
+                      "--lm", "openai/gpt-4o-mini", "--api-key-env", "PROMPTMIX_TEST_NO_SUCH_KEY")
+    assert proc.returncode == 2 and "PROMPTMIX_TEST_NO_SUCH_KEY" in proc.stderr
+
+
+def test_describe_command(tmp_path, data_dir):
+    with ScriptedServer() as server:
+        proc = _promptmix("describe", "--dataset", "subj", "--data-dir", str(data_dir), "--out", str(tmp_path),
+                          "--lm", "hosted_vllm/scripted", "--api-base", server.base_url)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "descriptions.json").read_text()) == {
+        "objective": "texts about objective", "subjective": "texts about subjective"}
