@@ -21,7 +21,7 @@ class HubSource:
     text_column: str
     label_column: str
     labels: tuple[str, ...]
-    label_map: dict | None = None  # hub value -> our label name, when the hub has no ClassLabel names
+    skip: tuple[str, ...] = ()  # hub class names that mark unlabeled rows
     test_has_labels: bool = True
 
 
@@ -30,10 +30,9 @@ HUB_SOURCES: dict[str, HubSource] = {
                        ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")),
     "subj": HubSource("SetFit/subj", None, "text", "label_text", ("objective", "subjective")),
     "banking77": HubSource("PolyAI/banking77", None, "text", "label", ()),
-    # RAFT: 0 = unlabeled, 1 = "no complaint", 2 = "complaint"; its test labels are not public.
+    # RAFT's ClassLabel is (Unlabeled, complaint, no complaint); its test labels are not public.
     "twitter_complaints": HubSource("ought/raft", "twitter_complaints", "Tweet text", "Label",
-                                    ("no complaint", "complaint"), {1: "no complaint", 2: "complaint"},
-                                    test_has_labels=False),
+                                    ("no complaint", "complaint"), skip=("Unlabeled",), test_has_labels=False),
 }
 
 
@@ -58,11 +57,7 @@ def _rows(ds, src: HubSource) -> list[Example]:
     out = []
     for rec in ds:
         value = rec[src.label_column]
-        if src.label_map is not None:
-            if value not in src.label_map:
-                continue  # RAFT marks unlabeled rows with 0
-            label = src.label_map[value]
-        else:
-            label = names[value] if names is not None and isinstance(value, int) else str(value)
-        out.append(Example(rec[src.text_column], label))
+        label = names[value] if names is not None and isinstance(value, int) else str(value)
+        if label not in src.skip:
+            out.append(Example(rec[src.text_column], label))
     return out
