@@ -51,7 +51,7 @@ def _fail(exc: Exception) -> None:
 @app.command()
 def serve(parallel: int = typer.Option(1, "--parallel", min=1, help="Requests answered at once (worker processes)."),
           port: Optional[int] = typer.Option(None, "--port", help="Public port on 127.0.0.1 (default: a free one)."),
-          model_path: Optional[Path] = typer.Option(None, "--model-path", help="A GGUF file (default: SmolLM2-135M)."),
+          model_path: Optional[Path] = typer.Option(None, "--model-path", help="GGUF file (default: SmolLM2-135M)."),
           n_ctx: int = typer.Option(4096, "--n-ctx", min=256, help="Context length of each worker."),
           threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads per worker (cores // N)."),
           verbose: bool = VerboseOpt) -> None:
@@ -64,7 +64,7 @@ def serve(parallel: int = typer.Option(1, "--parallel", min=1, help="Requests an
     _setup_logging(verbose)
     server = LocalServer(model_path=str(model_path) if model_path else None, parallel=parallel, port=port,
                          n_ctx=n_ctx, threads=threads)
-    for sig in (signal.SIGINT, signal.SIGTERM):  # `kill` cleans up like Ctrl-C, even when started in background
+    for sig in (signal.SIGINT, signal.SIGTERM):  # `kill` cleans up like Ctrl-C, also when run in background
         signal.signal(sig, signal.default_int_handler)
     try:
         with server:

