@@ -1,0 +1,174 @@
+"""The student trainer on a tiny random BERT with a local vocab: offline, CPU, seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("accelerate")
+
+from promptmix_dspy.data import DataError, Example  # noqa: E402
+from promptmix_dspy.student import LengthGroupedBatches, load_student, predict, resolve_student  # noqa: E402
+from promptmix_dspy.train import TrainConfig, check_rows, read_rows, read_run, train_student  # noqa: E402
+from student_fixtures import LABELS, make_examples, make_tiny_bert  # noqa: E402
+
+FAST = {"epochs": 12, "batch_size": 8, "lr": 3e-3, "warmup_ratio": 0.1}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
+
+
+@pytest.fixture(scope="module")
+def trained(base, tmp_path_factory):
+    config = TrainConfig(student=str(base), **FAST)
+    out = tmp_path_factory.mktemp("run") / "student"
+    return train_student(make_examples(16, seed=0), LABELS, config, out, provenance={"seeds": 48})
+
+
+# --- config ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("weight_decay", -0.1),
+                                         ("warmup_ratio", 1.0), ("max_length", 1), ("precision", "fp8"),
+                                         ("device", "tpu"), ("grad_clip", 0.0), ("student", " ")])
+def test_config_rejects_bad_values_naming_them(field, value):
+    with pytest.raises(ValueError, match=f"TrainConfig.{field} .*{value!r}"):
+        TrainConfig(**{field: value})
+
+
+def test_config_defaults_follow_the_authors_code_and_banking77_has_its_own():
+    base = TrainConfig()
+    assert (base.epochs, base.batch_size, base.lr, base.weight_decay, base.warmup_ratio, base.max_length) == \
+        (5, 8, 4e-5, 0.01, 0.1, 50)
+    bank = TrainConfig.for_dataset("banking77", epochs=None, seed=3)
+    assert (bank.lr, bank.weight_decay, bank.epochs, bank.seed) == (6e-5, 0.001, 5, 3)
+    assert TrainConfig.for_dataset("banking77", lr=1e-3).lr == 1e-3
+    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+        TrainConfig.for_dataset("trec6", learning_rate=1.0)
+
+
+# --- batching ----------------------------------------------------------------------------------------------
+
+def test_length_grouped_batches_cover_every_row_once_and_are_seeded():
+    lengths = [(i * 7) % 23 + 1 for i in range(1000)]
+    sampler = LengthGroupedBatches(lengths, batch_size=8, seed=1)
+    first, second = list(sampler), list(sampler)
+    assert len(first) == len(sampler) == 125
+    assert sorted(i for b in first for i in b) == list(range(1000))
+    assert first != second  # a new order each epoch
+    sampler.set_epoch(0)
+    assert list(sampler) == first  # ... that depends only on (seed, epoch)
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in first) / len(first)
+    assert spread < 2  # grouped by length: little padding (random batches spread about 17)
+
+
+# --- training ----------------------------------------------------------------------------------------------
+
+def test_loss_goes_down_and_the_model_learns_the_training_set(trained):
+    losses = json.loads((trained / "train_config.json").read_text())["stats"]["epoch_losses"]
+    assert losses[0] > 1.0  # about ln 3 at the start: three balanced classes
+    assert losses[-1] < 0.5 * losses[0]
+    rows = make_examples(16, seed=0)
+    accuracy = sum(p == ex.label for p, ex in zip(predict(trained, [ex.text for ex in rows]), rows)) / len(rows)
+    assert accuracy >= 0.9
+
+
+def test_saved_folder_reloads_with_plain_transformers(trained):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(trained)
+    assert model.config.id2label == dict(enumerate(LABELS))
+    assert model.config.label2id == {label: i for i, label in enumerate(LABELS)}
+    assert (trained / "model.safetensors").is_file()
+    enc = AutoTokenizer.from_pretrained(trained)(["where is the capital city"], return_tensors="pt")
+    assert model(**enc).logits.shape == (1, 3)
+
+
+def test_train_config_json_records_config_versions_and_counts(trained, base):
+    record = json.loads((trained / "train_config.json").read_text())
+    assert record["config"]["student"] == str(base) and record["config"]["lr"] == FAST["lr"]
+    assert record["labels"] == LABELS
+    assert record["data"] == {"rows": 48, "per_label": {"LOC": 16, "HUM": 16, "NUM": 16}, "seeds": 48}
+    assert {"torch", "transformers", "accelerate", "python"} <= set(record["versions"])
+    assert record["stats"]["device"] == "cpu" and record["stats"]["mixed_precision"] == "no"
+
+
+def test_predictions_are_known_labels_in_input_order(trained):
+    student = load_student(trained)
+    texts = ["who was the president", "how many people", "where is the river", "x y z unknown words"] * 30
+    predicted = predict(student, texts, batch_size=7)
+    assert len(predicted) == len(texts) and set(predicted) <= set(LABELS)
+    assert predicted[:4] * 30 == predicted  # order restored after length-sorted batching
+    assert predict(student, []) == []
+
+
+def test_same_seed_same_model_and_caller_rng_untouched(base, tmp_path):
+    config = TrainConfig(student=str(base), epochs=2, lr=3e-3, seed=5)
+    rows = make_examples(6, seed=2)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = train_student(rows, LABELS, config, tmp_path / "a")
+    after = torch.rand(1)
+    b = train_student(rows, LABELS, config, tmp_path / "b")
+    losses = [json.loads((p / "train_config.json").read_text())["stats"]["epoch_losses"] for p in (a, b)]
+    assert losses[0] == losses[1]
+    assert torch.equal(before, after)  # training forks the RNG: the caller's stream goes on as if untouched
+
+
+# --- bad input ---------------------------------------------------------------------------------------------
+
+def test_read_rows_names_file_line_and_unknown_label(tmp_path):
+    path = tmp_path / "augmented.jsonl"
+    path.write_text('{"text": "where is it", "label": "LOC"}\n\n{"text": "who", "label": "ANIMAL"}\n')
+    with pytest.raises(DataError, match=r"augmented.jsonl:3: label 'ANIMAL' is not a label this student"):
+        read_rows(path, LABELS)
+
+
+def test_read_rows_rejects_empty_text_and_reads_the_chosen_label_field(tmp_path):
+    path = tmp_path / "augmented.jsonl"
+    path.write_text('{"text": "where is it", "label": "LOC", "generated_for": "HUM"}\n')
+    assert read_rows(path, LABELS, label_field="generated_for") == [Example("where is it", "HUM")]
+    path.write_text('{"text": "where is it", "label": "LOC"}\n{"text": "  ", "label": "LOC"}\n')
+    with pytest.raises(DataError, match=r"augmented.jsonl:2: field 'text' must be a non-empty string"):
+        read_rows(path, LABELS)
+    with pytest.raises(DataError, match="does not exist"):
+        read_rows(tmp_path / "missing.jsonl", LABELS)
+
+
+def test_read_run_reads_seeds_labels_and_dataset(tmp_path):
+    (tmp_path / "labels.json").write_text(json.dumps(LABELS))
+    (tmp_path / "config.json").write_text(json.dumps({"dataset": "trec6"}))
+    (tmp_path / "seeds.jsonl").write_text('{"text": "who is she", "label": "HUM"}\n')
+    run = read_run(tmp_path)
+    assert (run.seeds, run.labels, run.dataset) == ([Example("who is she", "HUM")], LABELS, "trec6")
+    (tmp_path / "seeds.jsonl").unlink()
+    with pytest.raises(DataError, match="seeds.jsonl is missing"):
+        read_run(tmp_path)
+
+
+def test_check_rows_and_train_reject_unknown_labels_and_empty_text(base, tmp_path):
+    with pytest.raises(DataError, match=r"row 2: label 'ANIMAL'"):
+        check_rows([Example("a", "LOC"), Example("b", "ANIMAL")], LABELS)
+    with pytest.raises(DataError, match="row 1: empty text"):
+        train_student([Example(" ", "LOC")], LABELS, TrainConfig(student=str(base)), tmp_path / "s")
+    with pytest.raises(DataError, match="at least 2 distinct labels"):
+        check_rows([Example("a", "LOC")], ["LOC"])
+
+
+def test_missing_model_directories_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model directory .*nowhere does not exist"):
+        load_student(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="student directory .*nowhere does not exist"):
+        resolve_student(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        resolve_student(str(tmp_path / "empty"))
+    assert resolve_student("distilbert-base-uncased") == "distilbert-base-uncased"  # a hub name passes through
+    assert resolve_student("all-MiniLM-L6-v2").endswith("model")  # the packaged offline copy
