@@ -119,7 +119,15 @@ def run_augment(dataset: Dataset, out_dir: str | Path, config: AugmentConfig, ha
     summary = _summary(rows, drops + drops2, budget, timings, config, out)
     atomic_write_jsonl(out / "augmented.jsonl", rows)
     atomic_write_json(out / "summary.json", summary)
+    _log_skipped(summary["llm"], out)
     return AugmentResult(out, rows, [asdict(e) for e in split.seeds], summary)
+
+
+def _log_skipped(llm: dict, out: Path) -> None:
+    if llm["failed_units"]:
+        why = ", ".join(f"{kind} x{n}" for kind, n in llm["errors"].items())
+        logger.warning("skipped %d LLM calls that still failed after %d retries in all (%s); see %s. Run the same "
+                       "command again to retry them.", llm["failed_units"], llm["retries"], why, out / "summary.json")
 
 
 def _timed(timings: dict, name: str, fn: Any, *args: Any) -> Any:

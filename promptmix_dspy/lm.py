@@ -21,6 +21,9 @@ import pydantic
 from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.adapters.json_adapter import JSONAdapter
 
+from promptmix_dspy.runner import RetryPolicy
+from promptmix_dspy.store import register_secret
+
 __all__ = ["ADAPTERS", "LMHandle", "LMSettings", "LlamaCppJSONAdapter", "open_lm", "output_schema"]
 
 logger = logging.getLogger(__name__)
@@ -56,25 +59,31 @@ ADAPTERS: dict[str, type] = {"chat": ChatAdapter, "json": JSONAdapter, "llama-cp
 
 
 class PromptMixLM(dspy.LM):
-    """dspy.LM whose cache key also covers the endpoint.
+    """dspy.LM whose cache key also covers the endpoint, and whose transport retries follow a RetryPolicy.
 
     DSPy's response cache ignores api_base, so two servers of the same model name would share answers. The
-    endpoint's hash is folded into rollout_id, which DSPy keeps in the cache key and never sends.
+    endpoint's hash is folded into rollout_id, which DSPy keeps in the cache key and never sends. DSPy's own
+    retry loop is turned off (num_retries=0): ``retry`` (backoff with jitter, Retry-After honoured up to a
+    cap) retries timeouts, 429, 5xx and broken connections instead; see runner.RetryPolicy.
     """
 
-    def __init__(self, *args: Any, endpoint_tag: str = "", **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, endpoint_tag: str = "", retry: RetryPolicy | None = None, **kwargs: Any):
+        super().__init__(*args, **{**kwargs, "num_retries": 0})
         self.endpoint_tag = endpoint_tag
+        self.retry = retry or RetryPolicy()
         self._warned_zero_temp_rollout = True  # the tag is not a sampling request
 
     def _salted(self, kwargs: dict) -> dict:
-        return {**kwargs, "rollout_id": f"{self.endpoint_tag}|{kwargs.get('rollout_id', '')}"}
+        rollout = kwargs.get("rollout_id", self.kwargs.get("rollout_id"))  # lm.copy(rollout_id=...) too
+        return {**kwargs, "rollout_id": f"{self.endpoint_tag}|{'' if rollout is None else rollout}"}
 
     def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any):
-        return super().__call__(prompt, messages=messages, **self._salted(kwargs))
+        call, salted = super().__call__, self._salted(kwargs)
+        return self.retry.call(lambda: call(prompt, messages=messages, **salted))
 
     async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any):
-        return await super().acall(prompt, messages=messages, **self._salted(kwargs))
+        call, salted = super().acall, self._salted(kwargs)
+        return await self.retry.acall(lambda: call(prompt, messages=messages, **salted))
 
 
 @dataclass
@@ -85,8 +94,11 @@ class LMSettings:
     api_base: str | None = None
     api_key_env: str | None = None
     max_tokens: int = 256
-    num_retries: int = 3
-    timeout: float = 120.0
+    num_retries: int = 3  # transport retries of one request (timeouts, 429, 5xx, broken connections)
+    timeout: float = 120.0  # seconds for one request
+    backoff: float = 1.0  # first wait before a transport retry; doubles each time, up to max_backoff
+    max_backoff: float = 30.0
+    max_retry_after: float = 60.0  # a provider's Retry-After is honoured up to this many seconds
     adapter: str = "auto"
     cache: bool = True
     server_parallel: int = 2
@@ -101,6 +113,12 @@ class LMSettings:
         for name in ("max_tokens", "server_parallel"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
+        self.retry_policy()  # validates num_retries and the backoff settings
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.num_retries, self.backoff, self.max_backoff, self.max_retry_after)
 
     @property
     def embedded(self) -> bool:
@@ -157,10 +175,11 @@ def build_handle(settings: LMSettings, model: str, api_base: str | None, embedde
     kwargs: dict[str, Any] = {"api_base": api_base} if api_base else {}
     if settings.api_key_env:
         kwargs["api_key"] = os.environ[settings.api_key_env]
+        register_secret(kwargs["api_key"])  # never written to a file, whatever the variable is called
     elif embedded:
         kwargs["api_key"] = "local"  # the embedded server checks no key, but the client wants one
     tag = hashlib.sha256(f"{model}|{api_base or ''}".encode()).hexdigest()[:12]
-    lm = PromptMixLM(model, engine="litellm", max_tokens=settings.max_tokens, num_retries=settings.num_retries,
+    lm = PromptMixLM(model, engine="litellm", max_tokens=settings.max_tokens, retry=settings.retry_policy(),
                      timeout=settings.timeout, cache=settings.cache, endpoint_tag=tag, **kwargs)
     logger.info("LM %s%s (adapter %s)", model, f" at {api_base}" if api_base else "", adapter_name)
     return LMHandle(lm, ADAPTERS[adapter_name](), model, api_base, adapter_name, embedded)

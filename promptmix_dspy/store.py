@@ -3,6 +3,11 @@
 A journal is a JSONL file written one flushed line per finished unit of work. Reading it back skips a torn
 last line (the process died mid-write) and cuts it off, so appending resumes cleanly. Final artifacts are
 written to a temporary file and renamed into place, so a reader never sees half a file.
+
+Nothing written here may hold a secret: every line and file passes through ``redact``, which replaces the
+values of credential-like environment variables (``*_API_KEY``, ``*_TOKEN``, ...) and of any value given to
+``register_secret`` (the variable named by --api-key-env) with ``***``. A provider that echoes the key in an
+error message cannot leak it into a journal.
 """
 
 from __future__ import annotations
@@ -11,17 +16,44 @@ import json
 import logging
 import os
 import platform
+import re
 import tempfile
 import threading
+from collections import Counter
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = ["Journal", "atomic_write_json", "atomic_write_jsonl", "atomic_write_text", "journal_usage", "now_iso",
-           "read_json", "versions"]
+           "read_json", "redact", "register_secret", "versions"]
 
 logger = logging.getLogger(__name__)
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIALS?)$", re.I)
+_registered: set[str] = set()
+MASK = "***"
+
+
+def register_secret(value: str | None) -> None:
+    """Never write ``value`` (an API key read from a variable of any name) to a file."""
+    if value and len(value) >= 4:
+        _registered.add(value)
+
+
+def _secrets() -> set[str]:
+    found = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8}
+    return found | _registered
+
+
+def redact(text: str, where: str = "") -> str:
+    """``text`` with every known secret value replaced by ``***`` (longest first, so no fragment survives)."""
+    hits = [s for s in sorted(_secrets(), key=len, reverse=True) if s in text]
+    for secret in hits:
+        text = text.replace(secret, MASK)
+    if hits:
+        logger.warning("a secret value was about to be written%s; replaced it with %s", f" to {where}" * bool(where),
+                       MASK)
+    return text
 
 
 class Journal:
@@ -59,7 +91,7 @@ class Journal:
         return self.rows.get(key)
 
     def append(self, row: dict) -> None:
-        line = json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+        line = redact(json.dumps(row, ensure_ascii=False, sort_keys=True), str(self.path)) + "\n"
         with self._lock:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(line)
@@ -68,27 +100,42 @@ class Journal:
 
 
 def journal_usage(paths: Iterable[Path]) -> dict:
-    """LLM calls, tokens and cost over every line of the journals, earlier interrupted sessions included."""
-    total = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "failed_units": 0}
+    """LLM calls, tokens and cost over every line of the journals, earlier interrupted sessions included.
+
+    ``failed_units`` and ``errors`` (failures by kind) count the units still failed: a unit that failed in
+    one session and succeeded when the run was resumed is not counted.
+    """
+    total = {"llm_calls": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+    final: dict[tuple[str, str], str | None] = {}
     for path in paths:
-        if not Path(path).exists():
-            continue
-        with open(path, "rb") as fh:
-            for raw in fh:
-                try:
-                    row = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    break
-                _add_row_usage(total, row)
-    return total
+        for row in _rows(Path(path)):
+            _add_row_usage(total, row)
+            final[(str(path), json.dumps(_row_key(row), sort_keys=True))] = row.get("error")
+    errors = [str(e).split(":", 1)[0] for e in final.values() if e]
+    return {**total, "failed_units": len(errors), "errors": dict(sorted(Counter(errors).items()))}
+
+
+def _rows(path: Path) -> Iterable[dict]:
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        for raw in fh:
+            try:
+                yield json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return
+
+
+def _row_key(row: dict) -> Any:
+    return next((row[k] for k in ("call_id", "key", "label") if k in row), row)
 
 
 def _add_row_usage(total: dict, row: dict) -> None:
     usage = row.get("usage") or {}
-    total["llm_calls"] += usage.get("attempts", 0)
+    total["llm_calls"] += usage.get("attempts", 0) + usage.get("retries", 0)
+    total["retries"] += max(0, usage.get("attempts", 0) - 1) + usage.get("retries", 0)
     total["prompt_tokens"] += usage.get("prompt_tokens", 0)
     total["completion_tokens"] += usage.get("completion_tokens", 0)
-    total["failed_units"] += bool(row.get("error"))
     if total["cost_usd"] is not None:
         cost = usage.get("cost")
         total["cost_usd"] = None if cost is None and usage.get("prompt_tokens") else total["cost_usd"] + (cost or 0.0)
@@ -100,7 +147,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.write(redact(text, str(path)))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-__all__ = ["Fault", "RuleResponder", "ScriptedServer", "parse_fields", "scripted_lm"]
+__all__ = ["Fault", "RuleResponder", "ScriptedServer", "parse_fields", "scripted_lm", "stable_generate"]
 
 Responder = Callable[[list[dict], dict], "str | Fault"]
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with |\Z)", re.S)
@@ -81,6 +82,15 @@ def _default_generate(fields: dict, n: int) -> list[str]:
     tag = hashlib.sha1(f"{fields}|{n}".encode()).hexdigest()[:6]
     minority = fields.get("minority_class", "none")
     return [f"{i + 1}. a {fields['majority_class']} text mixing {minority} number {tag}-{i}" for i in range(k)]
+
+
+def stable_generate(fields: dict, n: int) -> list[str]:
+    """Like the default, but the texts depend only on the prompt: the same request always gets the same answer
+    (whatever order concurrent calls arrive in), so two runs against a fresh server agree byte for byte."""
+    k = int(fields.get("num_texts", "3"))
+    tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:6]
+    minority = fields.get("minority_class", "none")
+    return [f"a {fields['majority_class']} text mixing {minority} number {tag}-{i}" for i in range(k)]
 
 
 def _default_describe(fields: dict) -> str:
@@ -152,24 +162,47 @@ class ScriptedServer:
         self.responder = responder or RuleResponder()
         self.model = model
         self.requests: list[dict] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.connections: set = set()  # open client sockets, closed by an outage
+        self._lock = threading.Lock()
+        self._server = self._listen(0)
+        self.port = self._server.server_address[1]
+
+    def _listen(self, port: int) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return server
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def __enter__(self) -> "ScriptedServer":
-        self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        """Stop listening and cut every open connection, as a crashed server would: new ones are refused."""
+        with self._lock:
+            self._server.shutdown()
+            self._server.server_close()
+            for sock in list(self.connections):
+                _close_quietly(sock)
+
+    def start(self) -> None:
+        """Listen again on the same port after ``stop``."""
+        with self._lock:
+            self._server = self._listen(self.port)
+
+    def outage(self, seconds: float) -> threading.Timer:
+        """Refuse connections for ``seconds`` (stop now, start again later); returns the restart timer."""
+        self.stop()
+        timer = threading.Timer(seconds, self.start)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def answer(self, body: dict) -> tuple[int, dict, bytes | None, float]:
         self.requests.append(body)
@@ -200,6 +233,17 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:  # keep test output clean
             pass
 
+        def setup(self) -> None:
+            super().setup()
+            server.connections.add(self.connection)
+
+        def finish(self) -> None:
+            server.connections.discard(self.connection)
+            try:
+                super().finish()
+            except OSError:  # the client or an outage closed the connection first
+                pass
+
         def do_GET(self) -> None:
             self._send(200, {}, json.dumps({"object": "list", "data": [{"id": server.model}]}).encode())
 
@@ -213,9 +257,12 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             time.sleep(delay)
             if status == 0:  # drop the connection without answering
                 self.close_connection = True
-                self.connection.close()
+                _close_quietly(self.connection)
                 return
-            self._send(status, headers, payload or b"")
+            try:
+                self._send(status, headers, payload or b"")
+            except OSError:  # the client gave up (its timeout) or an outage cut the connection
+                self.close_connection = True
 
         def _send(self, status: int, headers: dict, payload: bytes) -> None:
             self.send_response(status)
@@ -227,3 +274,11 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(payload)
 
     return Handler
+
+
+def _close_quietly(sock: Any) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
