@@ -206,6 +206,126 @@ def describe(
     typer.echo(f"wrote {out / 'descriptions.json'}")
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The student: train, predict, evaluate
+
+
+@app.command("train")
+def train_cmd(
+    out: Path = typer.Option(..., "--out", help="Folder for the trained student."),
+    train_file: Optional[Path] = typer.Option(None, "--train", help="augmented.jsonl; omit it to train on the "
+                                              "seeds alone (the baseline)."),
+    seeds_from: Optional[Path] = typer.Option(None, "--seeds-from", help="Run folder: seeds.jsonl, labels.json, "
+                                              "config.json."),
+    labels_file: Optional[Path] = typer.Option(None, "--labels", help="labels.json, when there is no run folder."),
+    label_field: str = typer.Option("label", "--label-field", help="label (relabeled) or generated_for (labels "
+                                    "as generated: the paper's A1 ablation)."),
+    student: str = typer.Option("all-MiniLM-L6-v2", "--student", help="Hub name or local model folder."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset whose defaults apply (banking77 has "
+                                          "its own lr); default: the run's config.json."),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
+    warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio"),
+    max_length: Optional[int] = typer.Option(None, "--max-length"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="auto, bf16, fp16 or no (CUDA only)."),
+    seed: int = SeedOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Fine-tune a student on the seeds plus an augmented file; save weights, tokenizer, labels and config."""
+    _setup_logging(verbose)
+    try:
+        from promptmix_dspy.train import TrainConfig, train_student
+
+        rows, labels, run_dataset, provenance = _training_set(train_file, seeds_from, labels_file, label_field)
+        config = TrainConfig.for_dataset(dataset or run_dataset, student=student, epochs=epochs, seed=seed,
+                                         batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                         warmup_ratio=warmup_ratio, max_length=max_length, device=device,
+                                         precision=precision)
+        path = train_student(rows, labels, config, out, provenance)
+    except (ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"trained on {len(rows)} rows ({provenance['seeds']} seeds + {provenance['augmented']} augmented) "
+               f"-> {path}")
+
+
+def _training_set(train_file: Optional[Path], seeds_from: Optional[Path], labels_file: Optional[Path],
+                  label_field: str) -> tuple[list, list[str], Optional[str], dict]:
+    from promptmix_dspy.train import read_labels, read_rows, read_run
+
+    if label_field not in ("label", "generated_for"):
+        raise ValueError(f"--label-field must be 'label' or 'generated_for', got {label_field!r}")
+    if seeds_from is None and labels_file is None:
+        raise ValueError("give --seeds-from RUN_FOLDER (seeds and labels) or --labels labels.json")
+    run = read_run(seeds_from) if seeds_from is not None else None
+    labels = run.labels if run else read_labels(labels_file)
+    seeds = run.seeds if run else []
+    augmented = read_rows(train_file, labels, label_field) if train_file is not None else []
+    if not seeds and not augmented:
+        raise ValueError("nothing to train on: give --seeds-from RUN_FOLDER and/or --train FILE")
+    provenance = {"seeds": len(seeds), "augmented": len(augmented), "seeds_from": str(seeds_from or ""),
+                  "train_file": str(train_file or ""), "label_field": label_field}
+    return seeds + augmented, labels, run.dataset if run else None, provenance
+
+
+@app.command("predict")
+def predict_cmd(
+    model: Path = typer.Option(..., "--model", help="A trained student folder."),
+    input_file: Path = typer.Option(..., "--input", help=".jsonl with a text field, or .txt with one text a line."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Default: <input>.predictions.jsonl."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Label texts with a trained student; writes one {"text", "prediction"} per line."""
+    _setup_logging(verbose)
+    try:
+        import json
+        import time
+
+        from promptmix_dspy.student import load_student, predict, read_texts
+
+        texts, student = read_texts(input_file), load_student(model)
+        started = time.perf_counter()
+        labels = predict(student, texts, batch_size=batch_size)
+        seconds = time.perf_counter() - started
+        output = output or input_file.with_name(input_file.stem + ".predictions.jsonl")
+        output.write_text("".join(json.dumps({"text": t, "prediction": p}, ensure_ascii=False) + "\n"
+                                  for t, p in zip(texts, labels)), encoding="utf-8")
+    except (ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"{len(texts)} texts in {seconds:.2f} s ({len(texts) / max(seconds, 1e-9):.0f} texts/s) -> {output}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Path = typer.Option(..., "--model", help="A trained student folder."),
+    dataset: str = typer.Option(..., "--dataset", help="Built-in name or a data file/folder."),
+    split: str = typer.Option("test", "--split", help="test or train."),
+    data_dir: Optional[Path] = DataDirOpt,
+    out: Optional[Path] = typer.Option(None, "--out", help="Default: <model>/eval-<dataset>-<split>."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Accuracy, macro-F1, per-class F1 and the confusion matrix -> report.json, report.md, confusion.png."""
+    _setup_logging(verbose)
+    try:
+        from promptmix_dspy.data import load_dataset
+        from promptmix_dspy.evaluate import evaluate_model
+
+        if split not in ("test", "train"):
+            raise ValueError(f"--split must be 'test' or 'train', got {split!r}")
+        data = load_dataset(dataset, data_dir=data_dir)
+        out = out or model / f"eval-{data.name}-{split}"
+        meta = {"model": str(model), "dataset": data.name, "split": split}
+        report = evaluate_model(model, getattr(data, split), out, batch_size=batch_size, meta=meta)
+    except (ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  ({report['n']} examples, "
+               f"{report['texts_per_second']:.0f} texts/s) -> {out / 'report.md'}")
+
+
 def main() -> None:
     app()
 

@@ -172,3 +172,63 @@ def test_missing_model_directories_are_clear_errors(tmp_path):
         resolve_student(str(tmp_path / "empty"))
     assert resolve_student("distilbert-base-uncased") == "distilbert-base-uncased"  # a hub name passes through
     assert resolve_student("all-MiniLM-L6-v2").endswith("model")  # the packaged offline copy
+
+
+# --- command line ------------------------------------------------------------------------------------------
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_cli_train_predict_evaluate_and_their_errors(base, tmp_path):
+    from typer.testing import CliRunner
+
+    from promptmix_dspy.cli import app
+
+    runner, run = CliRunner(), tmp_path / "run"
+    run.mkdir()
+    (run / "labels.json").write_text(json.dumps(LABELS))
+    (run / "config.json").write_text(json.dumps({"dataset": "toy"}))
+    _write_jsonl(run / "seeds.jsonl", [vars(ex) for ex in make_examples(2, seed=0)])
+    augmented = [{**vars(ex), "generated_for": "LOC"} for ex in make_examples(8, seed=1)]
+    aug = _write_jsonl(run / "augmented.jsonl", augmented)
+    common = ["--train", str(aug), "--seeds-from", str(run), "--student", str(base), "--epochs", "12", "--lr", "3e-3"]
+
+    result = runner.invoke(app, ["train", *common, "--out", str(run / "student")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((run / "student" / "train_config.json").read_text())["data"]
+    assert (data["rows"], data["seeds"], data["augmented"], data["label_field"]) == (30, 6, 24, "label")
+    assert data["per_label"] == {"LOC": 10, "HUM": 10, "NUM": 10}
+    result = runner.invoke(app, ["train", *common, "--label-field", "generated_for", "--out", str(run / "a1")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "a1" / "train_config.json").read_text())["data"]["per_label"] == \
+        {"LOC": 26, "HUM": 2, "NUM": 2}  # the A1 ablation: every augmented row keeps the class it was made for
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("who was the president\n\nhow many people\nwhere is the river\n")
+    result = runner.invoke(app, ["predict", "--model", str(run / "student"), "--input", str(texts)])
+    assert result.exit_code == 0, result.output
+    assert "3 texts in" in result.output and "texts/s" in result.output
+    rows = [json.loads(x) for x in (tmp_path / "texts.predictions.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["who was the president", "how many people", "where is the river"]
+    assert {r["prediction"] for r in rows} <= set(LABELS)
+
+    data_dir = tmp_path / "toy"
+    data_dir.mkdir()
+    _write_jsonl(data_dir / "train.jsonl", [vars(ex) for ex in make_examples(2, seed=3)])
+    _write_jsonl(data_dir / "test.jsonl", [vars(ex) for ex in make_examples(4, seed=4)])
+    (data_dir / "labels.json").write_text(json.dumps(LABELS))
+    result = runner.invoke(app, ["evaluate", "--model", str(run / "student"), "--dataset", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "student" / "eval-toy-test" / "report.json").read_text())
+    assert report["n"] == 12 and f"accuracy {report['accuracy']:.4f}" in result.output
+    assert (run / "student" / "eval-toy-test" / "confusion.png").is_file()
+
+    _write_jsonl(aug, [augmented[0], {"text": "who is it", "label": "ANIMAL"}])
+    result = runner.invoke(app, ["train", *common, "--out", str(run / "bad")])
+    assert result.exit_code == 2 and "augmented.jsonl:2: label 'ANIMAL'" in result.output
+    result = runner.invoke(app, ["predict", "--model", str(tmp_path / "nowhere"), "--input", str(texts)])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(app, ["train", "--out", str(run / "bad"), "--student", str(base)])
+    assert result.exit_code == 2 and "--seeds-from" in result.output
