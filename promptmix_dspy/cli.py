@@ -326,6 +326,73 @@ def evaluate_cmd(
                f"{report['texts_per_second']:.0f} texts/s) -> {out / 'report.md'}")
 
 
+@app.command("compile")
+def compile_command(
+    dataset: str = DatasetOpt,
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the compiled programs (JSON) and meta.json."),
+    program: str = typer.Option("all", "--program", help="relabeler | generator | all."),
+    optimizer: str = typer.Option("bootstrap", "--optimizer", help="labeled | bootstrap | random-search | mipro "
+                                  "| gepa."),
+    opt: list[str] = typer.Option([], "--opt", help="Optimizer setting KEY=VALUE (JSON value), repeatable: "
+                                  "--opt max_bootstrapped_demos=2 --opt auto=medium."),
+    dev_per_class: int = typer.Option(0, "--dev-per-class", help="Dev examples per class drawn from the rest of "
+                                      "train; 0 scores the relabeler leave-one-out over the seeds."),
+    generator_calls: int = typer.Option(2, "--generator-calls", help="Training mix calls per class."),
+    generator_dev_calls: int = typer.Option(1, "--generator-dev-calls", help="Dev mix calls per class."),
+    top_k: int = typer.Option(5, "--top-k", help="Candidate classes offered to the relabeler."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Sentence encoder for top-k (name or dir)."),
+    reflection_lm: Optional[str] = typer.Option(None, "--reflection-lm", help="litellm model string of the LM "
+                                                "that rewrites instructions (gepa only)."),
+    reflection_api_base: Optional[str] = typer.Option(None, "--reflection-api-base", help="Endpoint URL for "
+                                                      "--reflection-lm."),
+    shots: int = ShotsOpt,
+    seed: int = SeedOpt,
+    threads: int = ThreadsOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    text_column: str = TextColOpt,
+    label_column: str = LabelColOpt,
+    descriptions: Optional[Path] = DescOpt,
+    lm: Optional[str] = LMOpt,
+    api_base: Optional[str] = ApiBaseOpt,
+    api_key_env: Optional[str] = ApiKeyEnvOpt,
+    adapter: str = AdapterOpt,
+    max_tokens: int = MaxTokensOpt,
+    no_cache: bool = NoCacheOpt,
+    server_parallel: int = ServerParallelOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Optimize the relabeler and/or the generator against a dev split and save them for `augment --programs`."""
+    _setup_logging(verbose)
+    import contextlib
+
+    from promptmix_dspy.lm import LMSettings, open_lm
+    from promptmix_dspy.optimize import CompileConfig, check_reflection_lm, compile_programs
+    from promptmix_dspy.optimizers import parse_settings
+
+    try:
+        config = CompileConfig(program=program, optimizer=optimizer, settings=parse_settings(opt), shots=shots,
+                               seed=seed, dev_per_class=dev_per_class, top_k=top_k, encoder=encoder,
+                               generator_calls=generator_calls, generator_dev_calls=generator_dev_calls,
+                               num_threads=threads)
+        check_reflection_lm(config, reflection_lm)
+        settings = _lm_settings(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
+        ds = _load(dataset, data_dir, text_column, label_column, descriptions)
+        with contextlib.ExitStack() as stack:
+            reflection = None
+            if reflection_lm:
+                reflection = stack.enter_context(open_lm(LMSettings(
+                    model=reflection_lm, api_base=reflection_api_base, api_key_env=api_key_env,
+                    max_tokens=max(max_tokens, 4096), cache=not no_cache))).lm
+            handle = stack.enter_context(open_lm(settings))
+            results = compile_programs(ds, out, config, handle, reflection_lm=reflection)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(exc)
+    for name, result in results.items():
+        typer.echo(f"{name}: {result.optimizer}, dev {result.metric} ({result.dev_mode}, n={result.dev_size}) "
+                   f"{result.dev_before:.3f} -> {result.dev_after:.3f} in {result.seconds:.0f}s")
+    typer.echo(f"wrote {out} (use: promptmix augment --programs {out} ...)")
+
+
 def main() -> None:
     app()
 

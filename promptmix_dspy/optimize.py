@@ -30,7 +30,7 @@ from promptmix_dspy.optimizers import get_optimizer
 from promptmix_dspy.signatures import ClassCard
 from promptmix_dspy.store import atomic_write_json, now_iso, read_json, versions
 
-__all__ = ["PROGRAMS", "CompileConfig", "CompileResult", "build_selector", "class_cards", "compile_programs",
+__all__ = ["PROGRAMS", "CompileConfig", "CompileResult", "build_selector", "check_reflection_lm", "class_cards", "compile_programs",
            "evaluate_program", "load_compiled", "load_state", "read_meta", "save_compiled"]
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class CompileConfig:
     def __post_init__(self) -> None:
         if self.program not in (*PROGRAMS, "all"):
             raise ValueError(f"program must be one of {[*PROGRAMS, 'all']}, got {self.program!r}")
-        get_optimizer(self.optimizer)
+        get_optimizer(self.optimizer).resolve(self.settings, valset_size=1)  # unknown settings fail now
         for name in ("shots", "top_k", "generator_calls", "generator_dev_calls", "texts_per_call", "num_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -97,9 +97,7 @@ def compile_programs(dataset: Dataset, out_dir: str | Path | None, config: Compi
 
     With both, the generator is judged by the relabeler compiled just before, frozen.
     """
-    spec = get_optimizer(config.optimizer)
-    if spec.needs_reflection_lm and reflection_lm is None:
-        raise ValueError(f"optimizer {config.optimizer!r} needs a reflection LM (--reflection-lm MODEL)")
+    check_reflection_lm(config, reflection_lm)
     split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
     cards = class_cards(split, handle)
     selector = build_selector(cards, config)
@@ -115,6 +113,12 @@ def compile_programs(dataset: Dataset, out_dir: str | Path | None, config: Compi
     if out_dir is not None:
         save_compiled(out_dir, results, split, handle, reflection_lm)
     return results
+
+
+def check_reflection_lm(config: CompileConfig, reflection_lm: Any) -> None:
+    if get_optimizer(config.optimizer).needs_reflection_lm and reflection_lm is None:
+        raise ValueError(f"optimizer {config.optimizer!r} needs a reflection LM (--reflection-lm MODEL): a "
+                         f"strong model that reads the metric's feedback and rewrites the instructions")
 
 
 def class_cards(split: FewShotSplit, handle: LMHandle) -> list[ClassCard]:
@@ -142,13 +146,18 @@ def build_selector(cards: list[ClassCard], config: CompileConfig) -> CandidateSe
 
 def evaluate_program(program: dspy.Module, devset: list[dspy.Example], metric: Any, handle: LMHandle,
                      num_threads: int = 4) -> float:
-    """Mean metric over ``devset`` in [0, 1]; an example whose call fails scores 0."""
+    """Mean metric over ``devset`` in [0, 1]. An example whose call fails scores 0; when half of them fail,
+    DSPy raises (a wrong endpoint or key should stop the run, not read as a score of 0)."""
     if not devset:
         raise ValueError("cannot score a program on an empty dev set")
     evaluate = dspy.Evaluate(devset=devset, metric=metric, num_threads=num_threads, display_progress=False,
-                             max_errors=len(devset) + 1, provide_traceback=False)
+                             max_errors=len(devset) // 2 + 1, provide_traceback=False)
     with handle.context():
-        return round(evaluate(program).score / 100.0, 4)
+        try:
+            return round(evaluate(program).score / 100.0, 4)
+        except Exception as exc:  # DSPy's executor raises a bare Exception once max_errors is reached
+            raise RuntimeError(f"{len(devset) // 2 + 1} of {len(devset)} dev calls to {handle.model} failed (the "
+                               f"errors are logged above): check --lm, --api-base and the API key") from exc
 
 
 def _compile(task: Task, config: CompileConfig, handle: LMHandle, reflection_lm: Any) -> CompileResult:

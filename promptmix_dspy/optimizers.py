@@ -70,19 +70,22 @@ class OptimizerSpec:
         """Build the optimizer with the resolved settings and compile ``student``."""
         resolved = self.resolve(settings, len(valset), num_threads, seed)
         init, comp = self.accepted()
-        kwargs = {k: v for k, v in resolved.items() if k in init}
+        optimizer = self.cls(**self._init_kwargs({k: v for k, v in resolved.items() if k in init}, metric,
+                                                 reflection_lm))
+        data = {"trainset": labeled if self.labeled_only else trainset}
+        if "valset" in inspect.signature(self.cls.compile).parameters:
+            data["valset"] = valset
+        return optimizer.compile(student, **data, **{k: v for k, v in resolved.items() if k in comp})
+
+    def _init_kwargs(self, kwargs: dict[str, Any], metric: Callable, reflection_lm: Any) -> dict[str, Any]:
         if not self.labeled_only:
             kwargs["metric"] = metric
         if self.needs_reflection_lm:
             if reflection_lm is None:
                 raise ValueError(f"{self.cls.__name__} needs a reflection LM (--reflection-lm MODEL): a strong "
-                                 f"model that reads the feedback and rewrites the instructions")
+                                 f"model that reads the metric's feedback and rewrites the instructions")
             kwargs["reflection_lm"] = reflection_lm
-        optimizer = self.cls(**kwargs)
-        data = {"trainset": labeled if self.labeled_only else trainset}
-        if "valset" in inspect.signature(self.cls.compile).parameters:
-            data["valset"] = valset
-        return optimizer.compile(student, **data, **{k: v for k, v in resolved.items() if k in comp})
+        return kwargs
 
 
 def _mipro_sizes(settings: dict, valset_size: int) -> dict:

@@ -1,0 +1,215 @@
+"""Compiling on a scripted LM: every optimizer, save/load round trips, leave-one-out dev, label checks, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dspy
+import pytest
+
+from promptmix_dspy.data import Dataset, Example, few_shot_split
+from promptmix_dspy.lm import LMHandle
+from promptmix_dspy.modules import PromptMix
+from promptmix_dspy.optimize import CompileConfig, class_cards, compile_programs, load_compiled, read_meta
+from promptmix_dspy.optimizers import OPTIMIZERS, parse_settings
+from promptmix_dspy.testing import RuleResponder, ScriptedServer, parse_fields, scripted_lm
+
+LABELS = ["weather", "sports", "music"]
+SMALL = {  # budgets that keep every optimizer to a few dozen scripted calls
+    "labeled": {}, "bootstrap": {"max_bootstrapped_demos": 2, "max_labeled_demos": 2},
+    "random-search": {"num_candidate_programs": 1, "max_bootstrapped_demos": 2},
+    "mipro": {"auto": None, "num_candidates": 2, "num_trials": 2}, "gepa": {"max_metric_calls": 30},
+}
+
+
+def _dataset(labels: list[str] = LABELS) -> Dataset:
+    train = [Example(f"a {lab} example number {i}", lab) for lab in labels for i in range(6)]
+    return Dataset("toy", labels, train, [], {lab: f"texts about {lab}" for lab in labels})
+
+
+def _generate(fields: dict, n: int) -> list[str]:
+    """Texts that name only the majority class, distinct per call: the judge labels them right."""
+    return [f"{fields['majority_class']} story {n} part {i} goes on" for i in range(int(fields["num_texts"]))]
+
+
+def _stable(fields: dict, n: int) -> list[str]:
+    """Like _generate, but a function of the prompt only: the same prompt gets the same texts."""
+    return [f"{fields['majority_class']} story {len(str(fields))} part {i} goes on"
+            for i in range(int(fields["num_texts"]))]
+
+
+def _handle(responder=None) -> LMHandle:
+    lm = scripted_lm(responder or RuleResponder(generate=_generate))
+    return LMHandle(lm, dspy.JSONAdapter(), "openai/scripted", None, "json", embedded=False)
+
+
+def _config(optimizer: str = "bootstrap", **kw) -> CompileConfig:
+    return CompileConfig(optimizer=optimizer, settings=SMALL[optimizer], top_k=3, group_size=3, num_threads=1,
+                         **kw)
+
+
+def _picky(messages: list[dict], params: dict) -> str:
+    """Labels right only when the instruction says 'carefully' (which the scripted reflection LM proposes)."""
+    answer = json.loads(RuleResponder(generate=_generate)(messages, params))
+    if "label" in answer and "carefully" not in messages[0]["content"]:
+        candidates = [c["name"] for c in json.loads(parse_fields(messages[-1]["content"])["candidate_classes"])]
+        answer["label"] = next(c for c in candidates if c != answer["label"])
+    return json.dumps(answer)
+
+
+def _reflection_lm():
+    return scripted_lm(lambda messages, params: json.dumps(
+        {"new_instruction": "Read the class cards carefully, then name the class of the text."}))
+
+
+def _fresh(handle: LMHandle, ds: Dataset | None = None) -> PromptMix:
+    ds = ds or _dataset()
+    return PromptMix(class_cards(few_shot_split(ds, 2, 0), handle))
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_optimizer_compiles_saves_and_loads(tmp_path, name):
+    handle = _handle()
+    reflection = _reflection_lm() if OPTIMIZERS[name].needs_reflection_lm else None
+    results = compile_programs(_dataset(), tmp_path, _config(name), handle, reflection_lm=reflection)
+    meta = read_meta(tmp_path)
+    assert set(results) == {"relabeler", "generator"} == set(meta["programs"])
+    assert meta["labels"] == LABELS and meta["dspy_version"] == dspy.__version__
+    for prog in meta["programs"].values():
+        assert prog["optimizer"] == name and prog["lm"]["model"] == "openai/scripted"
+        assert (tmp_path / prog["file"]).exists() and not list(tmp_path.glob("*.pkl"))
+    # the rule LM labels every seed and every generated text right, before and after
+    assert results["relabeler"].dev_before == results["relabeler"].dev_after == 1.0
+    assert results["generator"].dev_before == 1.0
+    load_compiled(_fresh(handle), tmp_path, LABELS)
+
+
+def test_gepa_rewrites_the_instruction_and_the_saved_program_uses_it(tmp_path):
+    handle = _handle(_picky)
+    config = CompileConfig(optimizer="gepa", program="relabeler", settings={"max_metric_calls": 40}, top_k=3)
+    result = compile_programs(_dataset(), tmp_path, config, handle, reflection_lm=_reflection_lm())["relabeler"]
+    assert (result.dev_before, result.dev_after) == (0.0, 1.0)
+    program = _fresh(handle)
+    load_compiled(program, tmp_path, LABELS)
+    with handle.context():
+        assert program.relabeler(text="a music tune").label == "music"
+    assert "carefully" in handle.lm.requests[-1]["messages"][0]["content"]
+
+
+def test_gepa_without_a_reflection_lm_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="reflection LM"):
+        compile_programs(_dataset(), tmp_path, _config("gepa"), _handle())
+
+
+def _run_both(program: PromptMix, handle: LMHandle) -> tuple[list, list]:
+    """The relabeler's and the generator's outputs on fixed inputs, and the prompts they sent."""
+    start = len(handle.lm.requests)
+    cards = list(program.cards.values())
+    with handle.context():
+        labels = [program.relabeler(text=t).label for t in ("sports news today", "a weather report")]
+        texts = program.generator(class_cards=cards, majority_class="music", minority_class="sports",
+                                  majority_share=0.8, num_texts=2).texts
+    return [labels, texts], [r["messages"] for r in handle.lm.requests[start:]]
+
+
+def test_a_loaded_program_gives_the_same_demos_prompts_and_outputs(tmp_path):
+    handle = _handle(RuleResponder(generate=_stable))
+    results = compile_programs(_dataset(), tmp_path, _config("bootstrap"), handle)
+    compiled = _fresh(handle)
+    compiled.relabeler.relabel.demos = results["relabeler"].program.relabel.demos
+    compiled.generator = results["generator"].program
+    loaded = _fresh(handle)
+    load_compiled(loaded, tmp_path, LABELS)
+    for name in ("relabeler", "generator"):
+        before = getattr(compiled, name).dump_state()
+        assert before == getattr(loaded, name).dump_state()
+        assert len(next(iter(before.values()))["demos"]) >= 2  # demos were bootstrapped and survived the trip
+    assert _run_both(compiled, handle) == _run_both(loaded, handle)
+
+
+@pytest.mark.parametrize("optimizer", ["labeled", "bootstrap"])
+def test_leave_one_out_never_shows_a_seed_its_own_text(tmp_path, optimizer):
+    handle = _handle()
+    result = compile_programs(_dataset(), tmp_path, _config(optimizer, program="relabeler"), handle)["relabeler"]
+    seeds = {e.text for e in few_shot_split(_dataset(), 2, 0).seeds}
+    scored = 0
+    for request in handle.lm.requests:
+        prompt = "\n".join(m["content"] for m in request["messages"])
+        text = parse_fields(request["messages"][-1]["content"])["text"]
+        if text in seeds:
+            scored += 1
+            assert prompt.count(text) == 1, f"{text!r} was shown in its own prompt"
+    assert scored >= 2 * len(seeds)  # every seed scored before and after compiling
+    assert result.program.relabel.demos  # the demos are seeds, yet never the one being scored
+    assert read_meta(tmp_path)["programs"]["relabeler"]["dev_mode"] == "leave-one-out"
+
+
+def test_a_dev_split_is_used_when_asked_and_recorded(tmp_path):
+    compile_programs(_dataset(), tmp_path, _config("labeled", program="relabeler", dev_per_class=2), _handle())
+    record = read_meta(tmp_path)["programs"]["relabeler"]
+    assert (record["dev_mode"], record["dev_size"]) == ("dev-split", 6)
+
+
+def test_a_program_compiled_for_other_labels_is_refused(tmp_path):
+    handle = _handle()
+    compile_programs(_dataset(), tmp_path, _config("labeled"), handle)
+    other = ["weather", "sports", "politics"]
+    with pytest.raises(ValueError) as err:
+        load_compiled(_fresh(handle, _dataset(other)), tmp_path, other)
+    assert str(LABELS) in str(err.value) and str(other) in str(err.value)
+    with pytest.raises(ValueError, match="compiled for labels"):  # nor may a compile merge into that folder
+        compile_programs(_dataset(other), tmp_path, _config("labeled"), handle)
+
+
+def test_the_judges_calls_never_become_generator_demos(tmp_path):
+    result = compile_programs(_dataset(), tmp_path, _config("bootstrap", program="generator"), _handle())
+    demos = result["generator"].program.generate.demos
+    assert demos and all("texts" in d and "label" not in d and "text" not in d for d in demos)
+
+
+def test_settings_pass_through_and_unknown_ones_fail():
+    assert parse_settings(["k=2", "auto=light", "auto2=null", "x=0.5"]) == {"k": 2, "auto": "light",
+                                                                             "auto2": None, "x": 0.5}
+    resolved = OPTIMIZERS["mipro"].resolve({"num_candidates": 3, "num_trials": 5}, valset_size=6, seed=7)
+    assert resolved["auto"] is None and resolved["minibatch_size"] == 6 and resolved["seed"] == 7
+    with pytest.raises(ValueError, match="does not take"):
+        CompileConfig(optimizer="labeled", settings={"max_bootstrapped_demos": 2})
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_settings(["k"])
+
+
+SECRET = "sk-test-do-not-save-0123456789"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "promptmix_dspy.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "PROMPTMIX_TEST_KEY": SECRET}, timeout=600)
+
+
+def _write_toy(folder: Path) -> Path:
+    folder.mkdir()
+    rows = [{"text": e.text, "label": e.label} for e in _dataset().train]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "descriptions.json").write_text(json.dumps({lab: f"texts about {lab}" for lab in LABELS}))
+    return folder
+
+
+def test_cli_compile_then_augment_with_the_programs(tmp_path):
+    data, programs = _write_toy(tmp_path / "toy"), tmp_path / "programs"
+    common = ["--dataset", str(data), "--descriptions", str(data / "descriptions.json"), "--top-k", "3",
+              "--threads", "1"]
+    with ScriptedServer(RuleResponder(generate=_generate)) as server:
+        lm = ["--lm", "hosted_vllm/scripted", "--api-base", server.base_url, "--api-key-env", "PROMPTMIX_TEST_KEY"]
+        made = _cli("compile", *common, *lm, "--optimizer", "bootstrap", "--opt", "max_bootstrapped_demos=1",
+                    "--out", str(programs))
+        used = _cli("augment", *common, *lm, "--per-class", "2", "--group-size", "3", "--programs",
+                    str(programs), "--out", str(tmp_path / "run"))
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert "relabeler: bootstrap, dev label accuracy (leave-one-out, n=6) 1.000 -> 1.000" in made.stdout
+    assert used.returncode == 0, used.stderr[-2000:]
+    assert "using the compiled relabeler" in used.stderr and "kept 6 examples" in used.stdout
+    assert all(SECRET not in f.read_text() for f in programs.iterdir())  # the key was used, never saved
