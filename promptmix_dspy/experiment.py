@@ -1,0 +1,357 @@
+"""One experiment: a method on one dataset and seed, every artifact in one run folder.
+
+    few-shot split -> descriptions -> generate -> relabel -> train -> evaluate
+
+``run_experiment(spec, out)`` runs the steps a method needs and writes ``result.json``, the cell's row of the
+results table. A finished step is not redone when the run is repeated: the LLM steps resume from their
+journals (augment.py), a finished generation is read back without opening the LM, and train/evaluate leave a
+marker in ``steps/``. Methods are the rows of the paper's table (``METHODS``); a1 and a2 read one shared
+generation (a1 keeps the labels as generated), so the grid pays for it once.
+
+Run folder::
+
+    experiment.json  the spec and versions      augment/   the generation (unless shared by a grid)
+    student/         the trained student        eval/      report.{json,md}, confusion.png, predictions.jsonl
+    steps/           train.json, evaluate.json  result.json the cell's row: metrics, cost, seconds per stage
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from promptmix_dspy.augment import AugmentConfig, run_augment
+from promptmix_dspy.data import Dataset, Example, FewShotSplit, few_shot_split, load_dataset
+from promptmix_dspy.lm import LMHandle, LMSettings, open_lm
+from promptmix_dspy.store import atomic_write_json, atomic_write_jsonl, journal_usage, now_iso, read_json, versions
+
+__all__ = ["ExperimentSpec", "GENERATIONS", "LazyLM", "METHODS", "Method", "SpecMismatch", "generation_usage",
+           "load_spec", "load_spec_data", "merge_overrides",
+           "run_experiment"]
+
+logger = logging.getLogger(__name__)
+
+# The generations methods can read: the paper's mixing, and the no-mix ablation (majority share 1.0).
+GENERATIONS: dict[str, dict[str, Any]] = {"mix": {"fixed_share": None}, "nomix": {"fixed_share": 1.0}}
+_NOT_FINGERPRINTED = {"threads", "data_dir"}  # do not change results: may differ when a run is resumed
+
+
+class SpecMismatch(ValueError):
+    """The run folder holds an experiment made with other settings."""
+
+
+@dataclass
+class ExperimentSpec:
+    """What one experiment runs. Defaults follow DESIGN.md; ``student`` overrides TrainConfig fields, ``lm``
+    holds LMSettings fields (no ``model`` = the embedded SmolLM2 server)."""
+
+    dataset: str
+    method: str = "a2"
+    seed: int = 0
+    shots: int = 2
+    per_class: int = 10
+    texts_per_call: int = 3
+    group_size: int = 4
+    top_k: int = 5
+    max_rounds: int = 3
+    attempts: int = 3
+    threads: int = 4
+    eda_per_example: int | None = None  # default: per_class // shots, as many new texts as the generation adds
+    teacher_test_limit: int | None = None  # the llm method on a fixed, seeded sample of the test set
+    programs: str | None = None
+    data_dir: str | None = None
+    student: dict[str, Any] = field(default_factory=dict)
+    lm: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; known: {sorted(METHODS)}")
+        for name in ("shots", "per_class", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.teacher_test_limit is not None and self.teacher_test_limit < 1:
+            raise ValueError(f"teacher_test_limit must be >= 1, got {self.teacher_test_limit}")
+        unknown = set(self.lm) - {f.name for f in fields(LMSettings)}
+        if unknown:
+            raise ValueError(f"unknown [lm] setting(s) {sorted(unknown)}")
+
+    @property
+    def shots_used(self) -> int:
+        return METHODS[self.method].shots or self.shots
+
+    def augment_config(self, generation: str = "mix") -> AugmentConfig:
+        return AugmentConfig(shots=self.shots_used, seed=self.seed, per_class=self.per_class,
+                             texts_per_call=self.texts_per_call, group_size=self.group_size, top_k=self.top_k,
+                             max_rounds=self.max_rounds, attempts=self.attempts, num_threads=self.threads,
+                             **GENERATIONS[generation])
+
+    def train_config(self):
+        from promptmix_dspy.train import TrainConfig
+
+        return TrainConfig.for_dataset(self.dataset, **{"seed": self.seed, **self.student})
+
+    def lm_settings(self) -> LMSettings:
+        return LMSettings(**self.lm)
+
+    def fingerprint(self) -> dict:
+        """The settings that shape this method's result (a baseline cell ignores the LLM settings)."""
+        out = {k: v for k, v in asdict(self).items() if k not in _NOT_FINGERPRINTED | _unused_by(self.method)}
+        if "lm" in out:
+            out["lm"] = {k: v for k, v in self.lm.items() if k in ("model", "adapter", "max_tokens")}
+        return out
+
+
+def _unused_by(method_name: str) -> set[str]:
+    method = METHODS[method_name]
+    unused = set() if method.generation else {"texts_per_call", "group_size", "max_rounds"}
+    if not (method.generation or method.teacher):
+        unused |= {"top_k", "attempts", "programs", "lm"}
+    unused |= set() if method.teacher else {"teacher_test_limit"}
+    unused |= {"student"} if method.teacher else set()
+    return unused | (set() if method_name == "eda" else {"eda_per_example"})
+
+
+def load_spec_data(path: str | Path) -> dict[str, Any]:
+    """The raw tables of a TOML spec file."""
+    import tomllib
+
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:
+    """An ExperimentSpec from a TOML file (top-level keys, [student] and [lm] tables); None overrides ignored."""
+    data = load_spec_data(path)
+    data.pop("grid", None)
+    known = {f.name for f in fields(ExperimentSpec)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return ExperimentSpec(**merge_overrides(data, overrides))
+
+
+def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Spec values with overrides applied: None leaves a value alone, tables ([student], [lm]) are merged."""
+    out = dict(data)
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            out[key] = {**out.get(key, {}), **value}
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Methods
+
+
+@dataclass
+class Cell:
+    """What a method's row builder sees: the spec, the dataset, its few-shot split, the generation if any."""
+
+    spec: ExperimentSpec
+    dataset: Dataset
+    split: FewShotSplit
+    generated: list[dict] = field(default_factory=list)
+
+
+def _no_rows(cell: Cell) -> list[Example]:
+    return []
+
+
+def _generated(label_field: str) -> Callable[[Cell], list[Example]]:
+    def rows(cell: Cell) -> list[Example]:
+        return [Example(r["text"], r[label_field]) for r in cell.generated]
+    return rows
+
+
+def _eda_rows(cell: Cell) -> list[Example]:
+    from promptmix_dspy.eda import EDAConfig, EmbeddingSynonyms, augment_examples
+
+    per_example = cell.spec.eda_per_example or max(1, cell.spec.per_class // cell.spec.shots_used)
+    rng = random.Random(f"{cell.spec.seed}:eda")
+    return augment_examples(cell.split.seeds, EDAConfig(per_example=per_example), EmbeddingSynonyms(), rng)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row of the paper's table: which generation it reads, which rows it adds to the seeds, or the teacher."""
+
+    summary: str
+    extra_rows: Callable[[Cell], list[Example]] = _no_rows
+    generation: str | None = None
+    shots: int | None = None
+    teacher: bool = False
+    generation_stages: tuple[str, ...] = ("describe", "generate", "relabel")
+
+
+METHODS: dict[str, Method] = {
+    "baseline": Method("student on the seeds only"),
+    "a1": Method("seeds + generated texts, labels as generated (no relabeling)", _generated("generated_for"),
+                 "mix", generation_stages=("describe", "generate")),
+    "a2": Method("seeds + generated texts relabeled by the LLM (PromptMix)", _generated("label"), "mix"),
+    "llm": Method("the relabeler itself classifying the test set (the teacher, NN+LLM)", teacher=True),
+    "eda": Method("seeds + easy data augmentation of the seeds", _eda_rows),
+    "nomix": Method("PromptMix without mixing: majority share 1.0, relabeled", _generated("label"), "nomix"),
+    "baseline5": Method("student on 5 seeds per class", shots=5),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The LM, opened only when a step needs it
+
+
+class LazyLM:
+    """Opens the LM (starting the embedded server, if that is the LM) on first use; closes it on exit."""
+
+    def __init__(self, settings: LMSettings | None = None, handle: LMHandle | None = None):
+        self.settings, self.handle = settings or LMSettings(), handle
+        self._stack = contextlib.ExitStack()
+
+    def __call__(self) -> LMHandle:
+        if self.handle is None:
+            self.handle = self._stack.enter_context(open_lm(self.settings))
+        return self.handle
+
+    def __enter__(self) -> "LazyLM":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The experiment
+
+
+def run_experiment(spec: ExperimentSpec, out_dir: str | Path, lm: LazyLM | None = None, *,
+                   generation_dir: str | Path | None = None, dataset: Dataset | None = None) -> dict:
+    """Run (or finish) one experiment in out_dir and return its result row. ``generation_dir`` lets cells of a
+    grid share a generation; by default it is out_dir/augment."""
+    out = Path(out_dir)
+    _start(out, spec)
+    if (out / "result.json").exists():
+        logger.info("%s is finished: nothing to do", out)
+        return read_json(out / "result.json")
+    with contextlib.ExitStack() as stack:
+        lm = lm or stack.enter_context(LazyLM(spec.lm_settings()))
+        ds = dataset or load_dataset(spec.dataset, data_dir=spec.data_dir)
+        cell = Cell(spec, ds, few_shot_split(ds, spec.shots_used, spec.seed))
+        row = _run_steps(cell, out, lm, Path(generation_dir) if generation_dir else out / "augment")
+    atomic_write_json(out / "result.json", row)
+    return row
+
+
+def _start(out: Path, spec: ExperimentSpec) -> None:
+    path = out / "experiment.json"
+    if path.exists() and read_json(path)["spec"] != spec.fingerprint():
+        raise SpecMismatch(f"{path} was written by an experiment with other settings: use another folder, or "
+                           f"delete it to start over")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"spec": spec.fingerprint(), "versions": versions(), "updated": now_iso()})
+
+
+def _run_steps(cell: Cell, out: Path, lm: LazyLM, generation_dir: Path) -> dict:
+    method = METHODS[cell.spec.method]
+    atomic_write_jsonl(out / "seeds.jsonl", [asdict(e) for e in cell.split.seeds])
+    if method.teacher:
+        from promptmix_dspy.teacher import run_teacher
+
+        return _row(cell, run_teacher(cell.spec, cell.split, out, lm))
+    usage: dict = {"llm": None, "seconds": {}, "lm": None}
+    if method.generation:
+        cell.generated, usage = _generation(cell, method, generation_dir, lm)
+    rows = list(cell.split.seeds) + method.extra_rows(cell)
+    student_dir = _train(cell, rows, out)
+    report = _evaluate(cell, student_dir, out)
+    usage["seconds"] = {**usage["seconds"], "train": report.pop("train_seconds"),
+                        "evaluate": report.pop("evaluate_seconds")}
+    return _row(cell, {**report, **usage, "train_rows": len(rows)})
+
+
+def _generation(cell: Cell, method: Method, gen_dir: Path, lm: LazyLM) -> tuple[list[dict], dict]:
+    """The generation's final rows, read back when finished (no LM needed), else run or resumed."""
+    config = cell.spec.augment_config(method.generation)
+    if not _generation_finished(gen_dir, config):
+        handle = lm()
+        _follow_embedded_port(gen_dir, handle)
+        run_augment(cell.dataset, gen_dir, config, handle, programs=cell.spec.programs)
+    rows = [r for _, r in _read_jsonl(gen_dir / "augmented.jsonl")]
+    summary = read_json(gen_dir / "summary.json")
+    usage = {"llm": generation_usage(gen_dir, method.generation_stages), "lm": read_json(gen_dir / "config.json")["lm"],
+             "seconds": {k: v for k, v in summary["seconds"].items() if k in method.generation_stages},
+             "relabeled_share": summary["relabeled_share"] if "relabel" in method.generation_stages else None,
+             "generation": str(gen_dir)}
+    return rows, usage
+
+
+def _generation_finished(gen_dir: Path, config: AugmentConfig) -> bool:
+    if not (gen_dir / "summary.json").exists() or not (gen_dir / "config.json").exists():
+        return False
+    return read_json(gen_dir / "config.json").get("augment") == config.fingerprint()
+
+
+def _follow_embedded_port(gen_dir: Path, handle: LMHandle) -> None:
+    """Let an interrupted generation by the embedded server resume on a new server: its port is random, and
+    augment.py would otherwise refuse the folder as made by another LM. Any other LM change still refuses."""
+    path = gen_dir / "config.json"
+    if not path.exists() or not handle.embedded:
+        return
+    record = read_json(path)
+    old = dict(record.get("lm") or {})
+    if old.get("embedded") and {**old, "api_base": handle.api_base} == handle.describe():
+        atomic_write_json(path, {**record, "lm": {**old, "api_base": handle.api_base}})
+
+
+def generation_usage(gen_dir: Path, stages: tuple[str, ...]) -> dict:
+    """LLM calls, tokens and cost of the given stages of a generation, from its journals."""
+    journals = {"describe": "descriptions.jsonl", "generate": "generated.jsonl", "relabel": "relabeled.jsonl"}
+    return journal_usage([Path(gen_dir) / journals[s] for s in stages])
+
+
+def _train(cell: Cell, rows: list[Example], out: Path) -> Path:
+    from promptmix_dspy.train import train_student
+
+    marker, student_dir = out / "steps" / "train.json", out / "student"
+    if marker.exists():
+        return student_dir
+    started = time.monotonic()
+    provenance = {"method": cell.spec.method, "dataset": cell.spec.dataset, "seed": cell.spec.seed,
+                  "seeds": len(cell.split.seeds), "added": len(rows) - len(cell.split.seeds)}
+    train_student(rows, cell.dataset.labels, cell.spec.train_config(), student_dir, provenance=provenance)
+    atomic_write_json(marker, {"seconds": round(time.monotonic() - started, 3), "rows": len(rows),
+                               "finished": now_iso()})
+    return student_dir
+
+
+def _evaluate(cell: Cell, student_dir: Path, out: Path) -> dict:
+    from promptmix_dspy.evaluate import evaluate_model
+
+    marker = out / "steps" / "evaluate.json"
+    if not marker.exists():
+        started = time.monotonic()
+        meta = {"dataset": cell.spec.dataset, "method": cell.spec.method, "seed": cell.spec.seed, "split": "test"}
+        report = evaluate_model(student_dir, cell.dataset.test, out / "eval", meta=meta)
+        atomic_write_json(marker, {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+                                   "n_test": report["n"], "seconds": round(time.monotonic() - started, 3),
+                                   "finished": now_iso()})
+    done = read_json(marker)
+    return {"accuracy": done["accuracy"], "macro_f1": done["macro_f1"], "n_test": done["n_test"],
+            "evaluate_seconds": done["seconds"], "train_seconds": read_json(out / "steps" / "train.json")["seconds"]}
+
+
+def _row(cell: Cell, result: dict) -> dict:
+    spec = cell.spec
+    return {"dataset": spec.dataset, "method": spec.method, "seed": spec.seed, "shots": spec.shots_used,
+            **result, "config": spec.fingerprint(), "versions": versions(), "finished": now_iso()}
+
+
+def _read_jsonl(path: Path):
+    from promptmix_dspy.data import read_jsonl
+
+    return read_jsonl(path)

@@ -1,0 +1,191 @@
+"""The grid's report: the results table (mean ± std over seeds), the cost per cell, and the plots.
+
+``write_grid_report(grid, out, rows)`` writes results.md beside results.jsonl, with accuracy.png (accuracy by
+method and dataset) and, per dataset with a PromptMix generation, boundary_<dataset>.png (a 2-D projection of
+sentence embeddings: train texts as class clusters, the seeds, and the generated texts coloured by final label)
+and labels_<dataset>.png (generated_for -> final label). Standard deviations are sample ones (n - 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from promptmix_dspy.experiment import METHODS
+from promptmix_dspy.store import atomic_write_text
+
+if TYPE_CHECKING:
+    from promptmix_dspy.grid import GridSpec
+
+__all__ = ["STAGES", "cost_table", "format_cost", "mean_std", "results_table", "summarize", "write_grid_report"]
+
+logger = logging.getLogger(__name__)
+STAGES = ("describe", "generate", "relabel", "teacher", "train", "evaluate")
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1); the deviation of a single value is 0."""
+    if not values:
+        raise ValueError("mean_std needs at least one value")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(rows: Sequence[dict], metric: str = "accuracy") -> dict[tuple[str, str], dict[str, Any]]:
+    """{(dataset, method): {mean, std, n, values}} over the seeds present."""
+    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in rows:
+        groups[(row["dataset"], row["method"])].append(row[metric])
+    out = {}
+    for key, values in groups.items():
+        mean, std = mean_std(values)
+        out[key] = {"mean": mean, "std": std, "n": len(values), "values": values}
+    return out
+
+
+def results_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[str],
+                  metric: str = "accuracy") -> str:
+    """Markdown: one row per method, one column per dataset, cells 'mean ± std' in percent."""
+    stats = summarize(rows, metric)
+    lines = ["| method | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
+    for method in methods:
+        cells = [_cell(stats.get((d, method))) for d in datasets]
+        lines.append(f"| **{method}**: {METHODS[method].summary} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(stat: dict | None) -> str:
+    if stat is None:
+        return "–"
+    text = f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+    return text if stat["n"] > 1 else f"{100 * stat['mean']:.1f} (n=1)"
+
+
+def cost_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[str]) -> str:
+    """Markdown: LLM calls, tokens, price and seconds per stage for each (dataset, method), mean over seeds."""
+    head = ["dataset", "method", "seeds", "LLM calls", "prompt tokens", "completion tokens", "price (USD)",
+            *[f"{s} s" for s in STAGES]]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for d in datasets:
+        for m in methods:
+            cell = [r for r in rows if r["dataset"] == d and r["method"] == m]
+            if cell:
+                lines.append("| " + " | ".join([d, m, str(len(cell)), *_cost_cells(cell)]) + " |")
+    return "\n".join(lines)
+
+
+def _cost_cells(cell: list[dict]) -> list[str]:
+    llm = [r.get("llm") or {} for r in cell]
+    out = [_mean_int([x.get(k, 0) for x in llm]) for k in ("llm_calls", "prompt_tokens", "completion_tokens")]
+    prices = [x.get("cost_usd") for x in llm if x]
+    out.append("–" if not prices else "n/a" if None in prices else f"{statistics.fmean(prices):.4f}")
+    for stage in STAGES:
+        secs = [r["seconds"][stage] for r in cell if stage in (r.get("seconds") or {})]
+        out.append(f"{statistics.fmean(secs):.0f}" if secs else "–")
+    return out
+
+
+def _mean_int(values: list[int]) -> str:
+    return f"{statistics.fmean(values):.0f}" if any(values) else "0"
+
+
+def format_cost(row: dict) -> str:
+    """One cell's cost in a line: LLM calls, tokens, price, seconds per stage."""
+    llm = row.get("llm") or {}
+    price = llm.get("cost_usd")
+    price_text = "no LLM" if not llm else "n/a (not in litellm's price table)" if price is None else f"${price:.4f}"
+    stages = ", ".join(f"{k} {v:.0f}s" for k, v in (row.get("seconds") or {}).items())
+    return (f"LLM calls {llm.get('llm_calls', 0)}, tokens {llm.get('prompt_tokens', 0)} prompt + "
+            f"{llm.get('completion_tokens', 0)} completion, price {price_text}; {stages}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The report
+
+
+def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], command: str = "") -> dict:
+    """Write results.md and the plots into out; return {"table": markdown, "files": [paths]}."""
+    from promptmix_dspy.plots import plot_accuracy, plot_boundary, plot_label_matrix
+
+    out = Path(out)
+    files = [out / "results.jsonl", out / "results.md"]
+    if rows:
+        files.append(plot_accuracy(rows, grid.datasets, grid.methods, out / "accuracy.png"))
+    for dataset in grid.datasets:
+        generations = _generations(out, dataset, grid.seeds)
+        if generations:
+            files.append(plot_boundary(dataset, generations[0], grid.base.get("data_dir"),
+                                       out / f"boundary_{dataset}.png"))
+            files.append(plot_label_matrix(dataset, generations, out / f"labels_{dataset}.png"))
+    table = results_table(rows, grid.datasets, grid.methods)
+    atomic_write_text(out / "results.md", _markdown(grid, out, rows, table, command, files))
+    return {"table": table, "files": files}
+
+
+def _generations(out: Path, dataset: str, seeds: Sequence[int]) -> list[Path]:
+    """The finished mix generations of a dataset, first seed first."""
+    folders = [out / "generations" / dataset / f"seed{s}" / "mix" for s in seeds]
+    return [f for f in folders if (f / "augmented.jsonl").exists()]
+
+
+def _markdown(grid: "GridSpec", out: Path, rows: Sequence[dict], table: str, command: str,
+              files: list[Path]) -> str:
+    seeds = ", ".join(str(s) for s in grid.seeds)
+    parts = [f"# PromptMix benchmark: {', '.join(grid.datasets)}", "",
+             f"Test accuracy (%), mean ± standard deviation over seeds {seeds} (sample standard deviation, "
+             f"n - 1). Numbers as they came from one run; nothing was tuned on the test sets.", "", table, "",
+             "Macro-F1 (%):", "", results_table(rows, grid.datasets, grid.methods, "macro_f1"), "",
+             "## Settings", "", *_settings(grid, rows), "", "## Generated data", "", *_generation_lines(rows), "",
+             "## Cost per cell (mean over seeds)", "",
+             "a1 is charged only the describe and generate calls of the generation it shares with a2; a2 is "
+             "charged all of it. Seconds are wall time of the last session of each step.", "",
+             cost_table(rows, grid.datasets, grid.methods), "", "## Plots", ""]
+    parts += [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png"]
+    finished = len(rows), len(grid.cells())
+    parts += ["", f"Cells finished: {finished[0]} of {finished[1]}. Reproduce: `{command or 'promptmix bench ...'}`"]
+    return "\n".join(parts) + "\n"
+
+
+def _settings(grid: "GridSpec", rows: Sequence[dict]) -> list[str]:
+    spec = grid.cells()[0]
+    train = spec.train_config()
+    lm = next((r["lm"] for r in rows if r.get("lm")), None)
+    versions = rows[0]["versions"] if rows else {}
+    limit = spec.teacher_test_limit
+    return [f"- LLM: {_describe_lm(lm, spec.lm)}",
+            f"- Few-shot: {spec.shots} seed examples per class (baseline5: 5), drawn by seed from train.",
+            f"- Generation: {spec.per_class} kept per class, {spec.texts_per_call} texts per call, groups of "
+            f"{spec.group_size} classes, majority share 0.5 + 0.5·Beta(5, 2) rounded to 0.05 (nomix: 1.0), up to "
+            f"{spec.max_rounds} rounds; relabeling offers the top {spec.top_k} classes by MiniLM similarity.",
+            f"- Student: {train.student}, {train.epochs} epochs, batch {train.batch_size}, lr {train.lr}, weight "
+            f"decay {train.weight_decay}, warmup {train.warmup_ratio}, max length {train.max_length}; the same "
+            f"for every method.",
+            f"- llm (the teacher) labels {'the whole test set' if limit is None else f'at most {limit} test texts: a fixed seeded sample where the test set is larger'}; "
+            f"students are scored on the whole test set.",
+            "- eda: synonym replacement, random insertion, swap and deletion (alpha 0.1), as many new texts per "
+            "class as the generation keeps; synonyms are nearest MiniLM input embeddings (WordNet is not "
+            "available offline).",
+            "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
+
+
+def _describe_lm(lm: dict | None, spec_lm: dict) -> str:
+    if lm is None:
+        return spec_lm.get("model") or "the embedded SmolLM2 server"
+    where = "the embedded SmolLM2-135M-Instruct (GGUF) on llama.cpp, CPU" if lm.get("embedded") else lm.get("api_base") or "provider default endpoint"
+    return f"`{lm['model']}` ({where}), adapter {lm.get('adapter')}, max_tokens {lm.get('max_tokens')}, " \
+           f"generation temperature 1.0, relabeling temperature 0"
+
+
+def _generation_lines(rows: Sequence[dict]) -> list[str]:
+    shares: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in rows:
+        if row.get("relabeled_share") is not None:
+            shares[(row["dataset"], row["method"])].append(row["relabeled_share"])
+    if not shares:
+        return ["No generation in this grid."]
+    lines = ["Share of generated texts the LLM relabeled (final label != the class they were generated for), "
+             "mean over seeds:", ""]
+    lines += [f"- {d} / {m}: {100 * statistics.fmean(v):.1f}%" for (d, m), v in sorted(shares.items())]
+    return lines
