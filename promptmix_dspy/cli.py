@@ -393,6 +393,188 @@ def compile_command(
     typer.echo(f"wrote {out} (use: promptmix augment --programs {out} ...)")
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Experiments: one run, and the benchmark grid (experiment.py, grid.py, report.py)
+
+OutRunOpt = typer.Option(None, "--out", "-o", help="Run folder (default runs/<dataset>-<method>-seed<k>); "
+                         "re-running it redoes no finished step.")
+SpecOpt = typer.Option(None, "--config", "-c", help="Experiment spec (TOML, e.g. evals/trec6.toml); flags "
+                       "override it.")
+MethodsHelp = "baseline, a1, a2 (PromptMix), llm (the teacher), eda, nomix, baseline5"
+PerClassOpt = typer.Option(None, "--per-class", help="Generated examples to keep per class (spec default 10).")
+TeacherLimitOpt = typer.Option(None, "--teacher-test-limit", help="The llm method labels a fixed seeded sample "
+                               "of this many test texts (default: all).")
+StudentOpt = typer.Option(None, "--student", help="Student model: hub name or folder (default all-MiniLM-L6-v2).")
+EpochsOpt = typer.Option(None, "--epochs", help="Student epochs (default 5).")
+DryRunOpt = typer.Option(False, "--dry-run", help="Print the planned LLM calls, tokens and price, run nothing.")
+ShotsOverrideOpt = typer.Option(None, "--shots", "-k", help="Labelled examples per class (default 2).")
+
+
+def _csv(text: Optional[str], cast: type = str) -> Optional[list]:
+    return [cast(x.strip()) for x in text.split(",") if x.strip()] if text else None
+
+
+def _lm_overrides(lm: Optional[str], api_base: Optional[str], api_key_env: Optional[str], adapter: str,
+                  max_tokens: int, no_cache: bool, server_parallel: int) -> dict:
+    """LMSettings fields given on the command line (flags left at their default do not override a spec)."""
+    given = {"model": lm, "api_base": api_base, "api_key_env": api_key_env,
+             "adapter": None if adapter == "auto" else adapter, "max_tokens": None if max_tokens == 256 else max_tokens,
+             "cache": False if no_cache else None, "server_parallel": None if server_parallel == 2 else server_parallel}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _spec_overrides(shots: Optional[int], per_class: Optional[int], teacher_test_limit: Optional[int],
+                    student: Optional[str], epochs: Optional[int], threads: int, data_dir: Optional[Path],
+                    lm: dict) -> dict:
+    student_fields = {k: v for k, v in {"student": student, "epochs": epochs}.items() if v is not None}
+    return {"shots": shots, "per_class": per_class, "teacher_test_limit": teacher_test_limit,
+            "threads": None if threads == 4 else threads, "data_dir": str(data_dir) if data_dir else None,
+            "student": student_fields or None, "lm": lm or None}
+
+
+def _stop_on_sigterm() -> None:
+    """`kill` stops a long run like Ctrl-C: in-flight answers are journaled and the embedded server stopped."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
+
+
+def _print_estimate(grid) -> None:
+    from promptmix_dspy.estimate import estimate_grid, format_estimate
+
+    typer.echo(format_estimate(estimate_grid(grid), grid.cells()[0].lm_settings().model))
+
+
+@app.command("run")
+def run_command(
+    config: Optional[Path] = SpecOpt,
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (overrides the spec)."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help=f"One of: {MethodsHelp}."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the few-shot draw, mixing and student."),
+    out: Optional[Path] = OutRunOpt,
+    shots: Optional[int] = ShotsOverrideOpt,
+    per_class: Optional[int] = PerClassOpt,
+    teacher_test_limit: Optional[int] = TeacherLimitOpt,
+    student: Optional[str] = StudentOpt,
+    epochs: Optional[int] = EpochsOpt,
+    dry_run: bool = DryRunOpt,
+    threads: int = ThreadsOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    lm: Optional[str] = LMOpt,
+    api_base: Optional[str] = ApiBaseOpt,
+    api_key_env: Optional[str] = ApiKeyEnvOpt,
+    adapter: str = AdapterOpt,
+    max_tokens: int = MaxTokensOpt,
+    no_cache: bool = NoCacheOpt,
+    server_parallel: int = ServerParallelOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """One experiment: few-shot split -> descriptions -> generate -> relabel -> train -> evaluate, in one folder."""
+    _setup_logging(verbose)
+    from promptmix_dspy.experiment import ExperimentSpec, load_spec, run_experiment
+    from promptmix_dspy.grid import GridSpec
+    from promptmix_dspy.runner import RunStopped
+
+    try:
+        lm_fields = _lm_overrides(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
+        overrides = {"dataset": dataset, "method": method, "seed": seed,
+                     **_spec_overrides(shots, per_class, teacher_test_limit, student, epochs, threads, data_dir,
+                                       lm_fields)}
+        spec = load_spec(config, **overrides) if config else ExperimentSpec(**_given(overrides, "dataset"))
+        if dry_run:
+            base = {k: v for k, v in vars(spec).items() if k not in ("dataset", "method", "seed")}
+            return _print_estimate(GridSpec([spec.dataset], [spec.method], [spec.seed], base))
+        out = out or Path("runs") / f"{spec.dataset}-{spec.method}-seed{spec.seed}"
+        _stop_on_sigterm()
+        row = run_experiment(spec, out)
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted: finished steps are saved in {out}; run the same command to resume.",
+                    fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=130)
+    except RunStopped as exc:
+        typer.secho(f"stopped: {exc}. Finished steps are saved in {out}; run the same command to resume.",
+                    fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=3)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(exc)
+    _print_row(row, out)
+
+
+def _given(overrides: dict, required: str) -> dict:
+    if overrides.get(required) is None:
+        raise ValueError(f"give --config FILE or --{required}")
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def _print_row(row: dict, out: Path) -> None:
+    from promptmix_dspy.report import format_cost
+
+    typer.echo(f"{row['dataset']} / {row['method']} / seed {row['seed']}: accuracy {row['accuracy']:.4f}, "
+               f"macro-F1 {row['macro_f1']:.4f} on {row['n_test']} test texts")
+    typer.echo(format_cost(row))
+    typer.echo(f"wrote {out / 'result.json'} and {out / 'eval'}")
+
+
+@app.command()
+def bench(
+    out: Path = typer.Option(..., "--out", "-o", help="Grid folder; re-running skips finished cells."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Grid spec (TOML with a \\[grid] table, "
+                                          "e.g. evals/bench_smollm2.toml); flags override it."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated: trec6,subj,banking77,"
+                                           "twitter_complaints (or dataset paths)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help=f"Comma-separated rows: {MethodsHelp}."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2)."),
+    shots: Optional[int] = ShotsOverrideOpt,
+    per_class: Optional[int] = PerClassOpt,
+    teacher_test_limit: Optional[int] = TeacherLimitOpt,
+    student: Optional[str] = StudentOpt,
+    epochs: Optional[int] = EpochsOpt,
+    dry_run: bool = DryRunOpt,
+    threads: int = ThreadsOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    lm: Optional[str] = LMOpt,
+    api_base: Optional[str] = ApiBaseOpt,
+    api_key_env: Optional[str] = ApiKeyEnvOpt,
+    adapter: str = AdapterOpt,
+    max_tokens: int = MaxTokensOpt,
+    no_cache: bool = NoCacheOpt,
+    server_parallel: int = ServerParallelOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """The paper's table: datasets x methods x seeds, then results.{jsonl,md} and plots in OUT."""
+    _setup_logging(verbose)
+    import shlex
+    import sys
+
+    from promptmix_dspy.grid import load_grid, run_grid
+    from promptmix_dspy.report import write_grid_report
+    from promptmix_dspy.runner import RunStopped
+
+    try:
+        lm_fields = _lm_overrides(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
+        grid = load_grid(config, datasets=_csv(datasets), methods=_csv(methods), seeds=_csv(seeds, int),
+                         **_spec_overrides(shots, per_class, teacher_test_limit, student, epochs, threads, data_dir,
+                                           lm_fields))
+        if dry_run:
+            return _print_estimate(grid)
+        _stop_on_sigterm()
+        rows = run_grid(grid, out)
+        paths = write_grid_report(grid, out, rows, command=shlex.join(["promptmix", *sys.argv[1:]]))
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted: finished cells are saved in {out}; run the same command to resume.",
+                    fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=130)
+    except RunStopped as exc:
+        typer.secho(f"stopped: {exc}. Finished cells are saved in {out}; run the same command to resume.",
+                    fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=3)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(exc)
+    typer.echo(paths["table"])
+    typer.echo(f"wrote {', '.join(str(p) for p in paths['files'])}")
+
+
 def main() -> None:
     app()
 
