@@ -20,11 +20,13 @@ import dspy
 import pydantic
 from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.adapters.json_adapter import JSONAdapter
+from dspy.utils.exceptions import AdapterParseError
 
 from promptmix_dspy.runner import RetryPolicy
 from promptmix_dspy.store import register_secret
 
-__all__ = ["ADAPTERS", "LMHandle", "LMSettings", "LlamaCppJSONAdapter", "open_lm", "output_schema"]
+__all__ = ["ADAPTERS", "CompleteJSONAdapter", "LMHandle", "LMSettings", "LlamaCppJSONAdapter", "open_lm",
+           "output_schema"]
 
 logger = logging.getLogger(__name__)
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must not fetch its price map
@@ -43,7 +45,23 @@ def output_schema(signature: type[dspy.Signature]) -> dict:
     return schema
 
 
-class LlamaCppJSONAdapter(JSONAdapter):
+class CompleteJSONAdapter(JSONAdapter):
+    """JSONAdapter that refuses an answer cut off before its JSON object closes.
+
+    DSPy repairs a truncated answer (``{"texts": ["a", "b`` parses as two texts, the second cut short), so an
+    answer that ran into max_tokens would pass with a partial text. Raising AdapterParseError instead makes
+    the runner retry it as a fresh sample. Prose around a complete object is still accepted.
+    """
+
+    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+        start = completion.find("{")
+        if start < 0 or "}" not in completion[start:]:
+            raise AdapterParseError(adapter_name=type(self).__name__, signature=signature, lm_response=completion,
+                                    message="the answer is not a complete JSON object (cut off, or no JSON)")
+        return super().parse(signature, completion)
+
+
+class LlamaCppJSONAdapter(CompleteJSONAdapter):
     """JSONAdapter that constrains decoding on llama.cpp servers.
 
     llama-cpp-python turns ``{"type": "json_object", "schema": ...}`` into a grammar, but not OpenAI's
@@ -55,7 +73,7 @@ class LlamaCppJSONAdapter(JSONAdapter):
         lm_kwargs["response_format"] = {"type": "json_object", "schema": output_schema(signature)}
 
 
-ADAPTERS: dict[str, type] = {"chat": ChatAdapter, "json": JSONAdapter, "llama-cpp": LlamaCppJSONAdapter}
+ADAPTERS: dict[str, type] = {"chat": ChatAdapter, "json": CompleteJSONAdapter, "llama-cpp": LlamaCppJSONAdapter}
 
 
 class PromptMixLM(dspy.LM):

@@ -143,9 +143,12 @@ def _generate_call(program: PromptMix, handle: LMHandle, call: MixCall, config: 
 
     def attempt_fn(attempt: int) -> Any:
         with handle.context():
-            return program.generator(class_cards=cards, majority_class=call.majority, minority_class=call.minority,
+            pred = program.generator(class_cards=cards, majority_class=call.majority, minority_class=call.minority,
                                      majority_share=call.majority_share, num_texts=call.num_texts,
                                      sample_index=call.sample_index, attempt=attempt)
+        if not pred.raw_texts:
+            raise ValueError("empty answer: no texts")  # retried as a fresh sample, then counted and skipped
+        return pred
 
     return run_unit(attempt_fn, config.attempts, handle.price)
 
