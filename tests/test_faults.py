@@ -68,7 +68,7 @@ class Flaky:
 
 def run(server: ScriptedServer, out: Path, data_dir: Path, lm: dict | None = None, **config):
     cfg = AugmentConfig(per_class=2, texts_per_call=2, top_k=6, max_rounds=1, **config)
-    settings = LMSettings(model="hosted_vllm/scripted", api_base=server.base_url, **{**FAST, **(lm or {})})
+    settings = LMSettings(**{"model": "hosted_vllm/scripted", "api_base": server.base_url, **FAST, **(lm or {})})
     return augment("trec6", out, cfg, settings, data_dir=data_dir)
 
 
@@ -234,3 +234,54 @@ def test_a_refused_key_stops_the_run(tmp_path, data_dir):
         assert len(server.requests) == 1  # not retried, and no other call started
     usage = json.loads((tmp_path / "usage.json").read_text())
     assert usage["errors"] == {"LMAuthError": 1} and "refused" in usage["stop_reason"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# budgets: --max-errors and --max-cost stop a run cleanly; the same command resumes
+
+
+def cli_augment(server: ScriptedServer, out: Path, data_dir: Path, *extra: str):
+    from typer.testing import CliRunner
+
+    from promptmix_dspy.cli import app
+
+    args = ["augment", "--dataset", "trec6", "--data-dir", str(data_dir), "--per-class", "2", "--texts-per-call",
+            "2", "--top-k", "6", "--max-rounds", "1", "--threads", "2", "--lm", "hosted_vllm/scripted",
+            "--api-base", server.base_url, "--out", str(out), *extra]
+    return CliRunner().invoke(app, args)
+
+
+def test_max_errors_stops_cleanly_and_the_same_command_resumes(tmp_path, data_dir, reference):
+    with ScriptedServer(Flaky(lambda answer: Fault(content=""), match=kind_is_generate)) as server:
+        stopped = cli_augment(server, tmp_path, data_dir, "--max-errors", "1")
+        assert stopped.exit_code == 3, stopped.output
+        journal = [json.loads(line) for line in (tmp_path / "generated.jsonl").read_text().splitlines()]
+        assert 2 <= len(journal) < GEN_CALLS and all(row["error"] for row in journal)  # in-flight work saved
+        usage = json.loads((tmp_path / "usage.json").read_text())
+        assert "--max-errors 1" in usage["stop_reason"] and usage["failed_units"] == len(journal)
+        assert not (tmp_path / "augmented.jsonl").exists()
+        server.responder, served = healthy(), len(server.requests)  # the provider recovers
+        resumed = cli_augment(server, tmp_path, data_dir, "--max-errors", "1")
+        assert len(server.requests) - served == GEN_CALLS + RELABEL_CALLS
+    assert resumed.exit_code == 0, resumed.output
+    rows = [json.loads(line) for line in (tmp_path / "augmented.jsonl").read_text().splitlines()]
+    assert rows == reference
+
+
+def test_max_cost_stops_each_session_and_nothing_is_paid_twice(tmp_path, data_dir, reference, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    sessions, stops = 0, []
+    with ScriptedServer(healthy()) as server:
+        while sessions < 20:
+            sessions += 1
+            try:
+                result = run(server, tmp_path, data_dir, lm={"model": "openai/gpt-4o-mini"}, max_cost=0.0003)
+                break
+            except RunStopped as exc:
+                stops.append(json.loads((tmp_path / "usage.json").read_text()))
+                assert "--max-cost" in str(exc)
+        asked = len(server.requests)
+    assert len(stops) >= 3 and all(s["cost_usd"] >= 0.0003 for s in stops)  # priced from litellm's table
+    assert asked == GEN_CALLS + RELABEL_CALLS  # no call repeated across the sessions
+    assert [{**r, "lm": None} for r in result.rows] == [{**r, "lm": None} for r in reference]
+    assert result.summary["llm"]["cost_usd"] > 0.0003
