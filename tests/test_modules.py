@@ -83,7 +83,12 @@ def test_llama_cpp_schema_confines_label_and_list():
     schema = output_schema(relabel_signature_for(["a", "b"]))
     assert schema["properties"]["label"]["enum"] == ["a", "b"]
     texts = output_schema(GenerateBorderlineExamples)["properties"]["texts"]
-    assert texts["minItems"] == 1 and texts["items"]["minLength"] == 1
+    assert texts["minItems"] == 1
+    import re
+
+    pattern = re.compile(texts["items"]["pattern"])
+    assert pattern.match("What does NASA stand for ?") and pattern.match("It's (fine), 100%!")
+    assert not any(pattern.match(t) for t in (", , ", "short", "a\nb line two", '{"texts": 1}', "```json x", '"Quoted" text'))
     lm_kwargs: dict = {}
     LlamaCppJSONAdapter()._prepare_response_format(None, lm_kwargs, relabel_signature_for(["x"]))
     assert lm_kwargs["response_format"]["type"] == "json_object"
