@@ -2,7 +2,8 @@
 
 Same data (a seeded sample of TREC6 train), same student, same settings (batch 8, lr 4e-5, weight decay 0.01,
 linear warmup 0.1, max length 50, grad clip 1.0, 1 epoch). Each variant runs in its own subprocess, so peak
-memory (max RSS on CPU, torch's peak allocation on CUDA) belongs to that variant alone. Variants:
+memory (max RSS on CPU, torch's peak allocation on CUDA) belongs to that variant alone. Samples per CPU-second
+(process CPU time, all threads) is printed too: on a shared machine it is steadier than wall-clock speed. Variants:
   ours            promptmix_dspy.train.train_student (length-grouped batches, dynamic padding)
   trainer         transformers.Trainer with its defaults (random batches, dynamic padding)
   trainer+group   transformers.Trainer with length-grouped sampling, for reference
@@ -52,7 +53,8 @@ def run_ours(args: argparse.Namespace, out: Path) -> dict:
     config = TrainConfig(student=args.student, epochs=args.epochs, device=args.device, **SETTINGS)
     model_dir = train_student(rows, labels, config, out / "ours")
     stats = json.loads((model_dir / "train_config.json").read_text())["stats"]
-    result = {"samples_per_second": stats["samples_per_second"], "peak_memory_mb": _peak_memory_mb(args.device)}
+    result = {"samples_per_second": stats["samples_per_second"], "peak_memory_mb": _peak_memory_mb(args.device),
+              "samples_per_cpu_second": len(rows) * args.epochs / stats["train_cpu_seconds"]}
     student = load_student(model_dir, device=args.device)
     texts = [ex.text for ex in test]
     predict(student, texts[:64], batch_size=64)  # warm-up
@@ -82,10 +84,11 @@ def run_trainer(args: argparse.Namespace, out: Path, group: bool) -> dict:
         report_to="none", logging_strategy="no", disable_tqdm=True, use_cpu=args.device == "cpu",
         bf16=args.device == "cuda" and torch.cuda.is_bf16_supported(), **_version_specific(group))
     trainer = Trainer(model=model, args=targs, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer))
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     trainer.train()
-    seconds = time.perf_counter() - started
-    return {"samples_per_second": len(rows) * args.epochs / seconds, "peak_memory_mb": _peak_memory_mb(args.device)}
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    return {"samples_per_second": len(rows) * args.epochs / seconds, "peak_memory_mb": _peak_memory_mb(args.device),
+            "samples_per_cpu_second": len(rows) * args.epochs / cpu_seconds}
 
 
 def _version_specific(group: bool) -> dict:
@@ -99,6 +102,10 @@ def _version_specific(group: bool) -> dict:
 
 
 def child(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         if args.only == "ours":
             result = run_ours(args, Path(tmp))
@@ -117,7 +124,7 @@ def parent(args: argparse.Namespace) -> None:
 
 def _spawn(args: argparse.Namespace, variant: str) -> dict:
     cmd = [sys.executable, __file__, "--only", variant, "--rows", str(args.rows), "--epochs", str(args.epochs),
-           "--student", args.student, "--device", args.device]
+           "--student", args.student, "--device", args.device, "--threads", str(args.threads)]
     cmd += ["--data-dir", args.data_dir] if args.data_dir else []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -130,14 +137,16 @@ def _spawn(args: argparse.Namespace, variant: str) -> dict:
 def _print(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
     import torch
 
-    device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    threads = args.threads or torch.get_num_threads()
+    device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {threads} threads"
     print(f"\nstudent {args.student}, {args.rows} TREC6 rows x {args.epochs} epoch(s), batch 8, max length 50, "
           f"{device}, median of {args.repeats}")
-    print(f"{'variant':<15}{'train samples/s':>17}{'peak memory MB':>16}")
+    print(f"{'variant':<15}{'train samples/s':>17}{'samples/CPU-s':>15}{'peak memory MB':>16}")
     for variant, runs in results.items():
         speed = statistics.median(r["samples_per_second"] for r in runs)
+        per_cpu = statistics.median(r["samples_per_cpu_second"] for r in runs)
         memory = statistics.median(r["peak_memory_mb"] for r in runs)
-        print(f"{variant:<15}{speed:>17.1f}{memory:>16.0f}")
+        print(f"{variant:<15}{speed:>17.1f}{per_cpu:>15.1f}{memory:>16.0f}")
     ours = statistics.median(r["samples_per_second"] for r in results["ours"])
     plain = statistics.median(r["samples_per_second"] for r in results["trainer"])
     inference = statistics.median(r["inference_texts_per_second"] for r in results["ours"])
@@ -153,6 +162,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--student", default="all-MiniLM-L6-v2")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--only", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     child(args) if args.only else parent(args)

@@ -1,8 +1,9 @@
 """The student trainer: fine-tune a BERT-family classifier on seeds + augmented rows and save it.
 
 One visible training loop (nanoGPT style) driven by ``accelerate.Accelerator``: CPU, one GPU with bf16/fp16
-autocast, or several GPUs under ``accelerate launch``. Batches are padded to their longest row and grouped by
-length (seeded), so little compute goes to padding. torch/transformers are imported inside functions only.
+autocast, or several GPUs (``accelerate launch -m promptmix_dspy.cli train ...``). Batches are padded to their
+longest row and grouped by length (seeded), so little compute goes to padding. torch/transformers are imported
+inside functions only.
 The saved folder reloads with plain ``AutoModelForSequenceClassification.from_pretrained``; loading it and
 predicting with it live in student.py.
 """
@@ -156,14 +157,17 @@ def train_student(rows: Sequence[Example], labels: Sequence[str], config: TrainC
         torch.manual_seed(config.seed)
         model, tokenizer = _load_base(config.student, labels)
         loader = _loader(tokenizer, rows, labels, config)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         model, losses = _fit(model, loader, config, accelerator)
-        seconds = time.perf_counter() - started
-    stats = {"epoch_losses": losses, "train_seconds": round(seconds, 3), "device": str(accelerator.device),
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    stats = {"epoch_losses": losses, "train_seconds": round(seconds, 3), "train_cpu_seconds": round(cpu_seconds, 3),
+             "device": str(accelerator.device),
              "mixed_precision": accelerator.mixed_precision, "processes": accelerator.num_processes,
              "samples_per_second": round(len(rows) * config.epochs / seconds, 2)}
     record = _record(config, labels, rows, provenance or {}, stats)
-    return _save(model, tokenizer, Path(out_dir), record, accelerator)
+    path = _save(model, tokenizer, Path(out_dir), record, accelerator)
+    accelerator.free_memory()  # drop accelerate's references, so repeated runs in one process do not pile up
+    return path
 
 
 def _fit(model: Any, loader: Any, config: TrainConfig, accelerator: Any) -> tuple[Any, list[float]]:
