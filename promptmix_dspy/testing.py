@@ -21,6 +21,7 @@ from typing import Any, Callable
 __all__ = ["Fault", "RuleResponder", "ScriptedServer", "parse_fields", "scripted_lm", "stable_generate"]
 
 Responder = Callable[[list[dict], dict], "str | Fault"]
+_local = threading.local()  # the request a server thread is answering
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with |\Z)", re.S)
 
 
@@ -151,7 +152,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False
-    body: str | None = None  # raw body to send instead of a valid completion (truncated/malformed JSON)
+    body: str | None = None  # raw body instead of a valid completion (truncated/malformed JSON) or error JSON
     content: str | None = None  # a valid completion whose message content is this (e.g. '' or a bad label)
 
 
@@ -162,6 +163,7 @@ class ScriptedServer:
         self.responder = responder or RuleResponder()
         self.model = model
         self.requests: list[dict] = []
+        self.headers: list[dict[str, str]] = []  # the HTTP headers of each request (lower-case names)
         self.connections: set = set()  # open client sockets, closed by an outage
         self._lock = threading.Lock()
         self._server = self._listen(0)
@@ -176,6 +178,11 @@ class ScriptedServer:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    @staticmethod
+    def current_headers() -> dict[str, str]:
+        """Inside a responder: the HTTP headers of the request it is answering."""
+        return getattr(_local, "headers", {})
 
     def __enter__(self) -> "ScriptedServer":
         return self
@@ -212,7 +219,7 @@ class ScriptedServer:
             return 0, {}, None, fault.delay
         if fault.status != 200:
             err = {"error": {"message": f"injected {fault.status}", "type": "server_error"}}
-            return fault.status, fault.headers, json.dumps(err).encode(), fault.delay
+            return fault.status, fault.headers, (fault.body or json.dumps(err)).encode(), fault.delay
         payload = fault.body if fault.body is not None else json.dumps(self._completion(body, fault.content or ""))
         return 200, fault.headers, payload.encode(), fault.delay
 
@@ -248,6 +255,8 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self._send(200, {}, json.dumps({"object": "list", "data": [{"id": server.model}]}).encode())
 
         def do_POST(self) -> None:
+            _local.headers = {k.lower(): v for k, v in self.headers.items()}
+            server.headers.append(_local.headers)
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length) or b"{}")
             try:
