@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +84,12 @@ class CompileResult:
     dev_before: float
     dev_after: float
     seconds: float
+    judge: str | None = None  # the generator's metric: which relabeler judged its texts
 
     def record(self) -> dict[str, Any]:
         """What meta.json says about this program (no module, no secrets)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("program", "settings")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("program", "settings")}
+        out = {k: v for k, v in out.items() if v is not None}
         return {**out, "file": f"{self.name}.json", "settings": _public(self.settings)}
 
 
@@ -95,24 +97,38 @@ def compile_programs(dataset: Dataset, out_dir: str | Path | None, config: Compi
                      reflection_lm: Any = None) -> dict[str, CompileResult]:
     """Compile the relabeler and/or the generator; save them to ``out_dir`` when given.
 
-    With both, the generator is judged by the relabeler compiled just before, frozen.
+    The generator is judged by a frozen relabeler: the one compiled in this run, else a compiled relabeler
+    already in ``out_dir``, else the uncompiled one (meta.json says which).
     """
     check_reflection_lm(config, reflection_lm)
     split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
     cards = class_cards(split, handle)
     selector = build_selector(cards, config)
-    judge, results = Relabeler(cards, selector), {}
+    results: dict[str, CompileResult] = {}
     if "relabeler" in config.programs:
         results["relabeler"] = _compile(relabeler_task(split, cards, selector), config, handle, reflection_lm)
-        judge.load_state(results["relabeler"].program.dump_state())
     if "generator" in config.programs:
+        judge, judged_by = _judge(Relabeler(cards, selector), results, out_dir, split.labels)
         task = generator_task(split, cards, judge, calls_per_class=config.generator_calls,
                               dev_calls_per_class=config.generator_dev_calls,
                               texts_per_call=config.texts_per_call, group_size=config.group_size)
         results["generator"] = _compile(task, config, handle, reflection_lm)
+        results["generator"].judge = judged_by
     if out_dir is not None:
         save_compiled(out_dir, results, split, handle, reflection_lm)
     return results
+
+
+def _judge(judge: Relabeler, results: dict[str, CompileResult], out_dir: str | Path | None,
+           labels: list[str]) -> tuple[Relabeler, str]:
+    if "relabeler" in results:
+        judge.load_state(results["relabeler"].program.dump_state())
+        return judge, "the relabeler compiled in this run"
+    saved = Path(out_dir) / "relabeler.json" if out_dir is not None else None
+    if saved is not None and saved.exists() and (Path(out_dir) / META).exists():
+        _check_labels(read_meta(out_dir).get("labels", []), list(labels), Path(out_dir))
+        return load_state(judge, saved), f"the compiled relabeler in {out_dir}"
+    return judge, "the uncompiled relabeler"
 
 
 def check_reflection_lm(config: CompileConfig, reflection_lm: Any) -> None:

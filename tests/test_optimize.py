@@ -169,6 +169,16 @@ def test_the_judges_calls_never_become_generator_demos(tmp_path):
     result = compile_programs(_dataset(), tmp_path, _config("bootstrap", program="generator"), _handle())
     demos = result["generator"].program.generate.demos
     assert demos and all("texts" in d and "label" not in d and "text" not in d for d in demos)
+    assert read_meta(tmp_path)["programs"]["generator"]["judge"] == "the uncompiled relabeler"
+
+
+def test_a_later_generator_compile_is_judged_by_the_compiled_relabeler(tmp_path):
+    handle = _handle(_picky)  # wrong labels unless the (GEPA-compiled) instruction says "carefully"
+    config = CompileConfig(optimizer="gepa", program="relabeler", settings={"max_metric_calls": 40}, top_k=3)
+    compile_programs(_dataset(), tmp_path, config, handle, reflection_lm=_reflection_lm())
+    result = compile_programs(_dataset(), tmp_path, _config("labeled", program="generator"), handle)["generator"]
+    assert result.dev_before == 1.0 and result.judge == f"the compiled relabeler in {tmp_path}"
+    assert set(read_meta(tmp_path)["programs"]) == {"relabeler", "generator"}  # merged, not replaced
 
 
 def test_settings_pass_through_and_unknown_ones_fail():
