@@ -12,6 +12,7 @@ retries it); a spent budget (--max-errors, --max-cost) stops the grid.
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,7 +24,7 @@ from promptmix_dspy.experiment import (METHODS, ExperimentSpec, LazyLM, load_spe
 from promptmix_dspy.runner import RunStopped
 from promptmix_dspy.store import atomic_write_json, atomic_write_jsonl, now_iso, read_json
 
-__all__ = ["GridSpec", "cell_dir", "collect_results", "generation_dir", "load_grid", "run_grid"]
+__all__ = ["GridSpec", "cell_dir", "collect_results", "dataset_key", "generation_dir", "load_grid", "run_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +80,20 @@ def load_grid(path: str | Path | None = None, **overrides: Any) -> GridSpec:
     return GridSpec(axes["datasets"], axes["methods"], axes.get("seeds", [0, 1, 2]), data)
 
 
+def dataset_key(dataset: str) -> str:
+    """A folder-safe short name: a built-in name as is, a file or folder by its name without suffix."""
+    return re.sub(r"[^\w.-]+", "_", Path(dataset).stem) if ("/" in dataset or "\\" in dataset) else dataset
+
+
 def cell_dir(out: Path, spec: ExperimentSpec) -> Path:
-    return Path(out) / "cells" / spec.dataset / spec.method / f"seed{spec.seed}"
+    return Path(out) / "cells" / dataset_key(spec.dataset) / spec.method / f"seed{spec.seed}"
 
 
 def generation_dir(out: Path, spec: ExperimentSpec) -> Path | None:
     generation = METHODS[spec.method].generation
-    return Path(out) / "generations" / spec.dataset / f"seed{spec.seed}" / generation if generation else None
+    if not generation:
+        return None
+    return Path(out) / "generations" / dataset_key(spec.dataset) / f"seed{spec.seed}" / generation
 
 
 def run_grid(grid: GridSpec, out: str | Path, lm: LazyLM | None = None) -> list[dict]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from promptmix_dspy.experiment import METHODS
+from promptmix_dspy.grid import dataset_key
 from promptmix_dspy.store import atomic_write_text
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def results_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequen
                   metric: str = "accuracy") -> str:
     """Markdown: one row per method, one column per dataset, cells 'mean ± std' in percent."""
     stats = summarize(rows, metric)
-    lines = ["| method | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
+    lines = ["| method | " + " | ".join(dataset_key(d) for d in datasets) + " |", "|---|" + "---:|" * len(datasets)]
     for method in methods:
         cells = [_cell(stats.get((d, method))) for d in datasets]
         lines.append(f"| **{method}**: {METHODS[method].summary} | " + " | ".join(cells) + " |")
@@ -72,7 +73,7 @@ def cost_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[
         for m in methods:
             cell = [r for r in rows if r["dataset"] == d and r["method"] == m]
             if cell:
-                lines.append("| " + " | ".join([d, m, str(len(cell)), *_cost_cells(cell)]) + " |")
+                lines.append("| " + " | ".join([dataset_key(d), m, str(len(cell)), *_cost_cells(cell)]) + " |")
     return "\n".join(lines)
 
 
@@ -114,26 +115,26 @@ def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], c
     if rows:
         files.append(plot_accuracy(rows, grid.datasets, grid.methods, out / "accuracy.png"))
     for dataset in grid.datasets:
-        generations = _generations(out, dataset, grid.seeds)
+        key = dataset_key(dataset)
+        generations = _generations(out, key, grid.seeds)
         if generations:
-            files.append(plot_boundary(dataset, generations[0], grid.base.get("data_dir"),
-                                       out / f"boundary_{dataset}.png"))
-            files.append(plot_label_matrix(dataset, generations, out / f"labels_{dataset}.png"))
+            files.append(plot_boundary(dataset, generations[0], grid.base.get("data_dir"), out / f"boundary_{key}.png"))
+            files.append(plot_label_matrix(key, generations, out / f"labels_{key}.png"))
     table = results_table(rows, grid.datasets, grid.methods)
     atomic_write_text(out / "results.md", _markdown(grid, out, rows, table, command, files))
     return {"table": table, "files": files}
 
 
-def _generations(out: Path, dataset: str, seeds: Sequence[int]) -> list[Path]:
+def _generations(out: Path, key: str, seeds: Sequence[int]) -> list[Path]:
     """The finished mix generations of a dataset, first seed first."""
-    folders = [out / "generations" / dataset / f"seed{s}" / "mix" for s in seeds]
+    folders = [out / "generations" / key / f"seed{s}" / "mix" for s in seeds]
     return [f for f in folders if (f / "augmented.jsonl").exists()]
 
 
 def _markdown(grid: "GridSpec", out: Path, rows: Sequence[dict], table: str, command: str,
               files: list[Path]) -> str:
     seeds = ", ".join(str(s) for s in grid.seeds)
-    parts = [f"# PromptMix benchmark: {', '.join(grid.datasets)}", "",
+    parts = [f"# PromptMix benchmark: {', '.join(dataset_key(d) for d in grid.datasets)}", "",
              f"Test accuracy (%), mean ± standard deviation over seeds {seeds} (sample standard deviation, "
              f"n - 1). Numbers as they came from one run; nothing was tuned on the test sets.", "", table, "",
              "Macro-F1 (%):", "", results_table(rows, grid.datasets, grid.methods, "macro_f1"), "",
@@ -187,5 +188,5 @@ def _generation_lines(rows: Sequence[dict]) -> list[str]:
         return ["No generation in this grid."]
     lines = ["Share of generated texts the LLM relabeled (final label != the class they were generated for), "
              "mean over seeds:", ""]
-    lines += [f"- {d} / {m}: {100 * statistics.fmean(v):.1f}%" for (d, m), v in sorted(shares.items())]
+    lines += [f"- {dataset_key(d)} / {m}: {100 * statistics.fmean(v):.1f}%" for (d, m), v in sorted(shares.items())]
     return lines

@@ -1,0 +1,186 @@
+"""The experiment and the grid on a scripted LLM over HTTP and a tiny random BERT student: every method, the
+shared generation, resume without repeating a cell or an LLM call, the teacher, specs and the dry run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from promptmix_dspy.experiment import ExperimentSpec, LazyLM, SpecMismatch, load_spec, run_experiment
+from promptmix_dspy.grid import GridSpec, cell_dir, generation_dir, load_grid, run_grid
+from promptmix_dspy.testing import RuleResponder, ScriptedServer
+from student_fixtures import CLASS_WORDS, LABELS, make_examples, make_tiny_bert
+
+ALL_METHODS = ["baseline", "a1", "a2", "llm", "eda", "nomix", "baseline5"]
+PER_CLASS, TEACHER_LIMIT = 3, 6
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory) -> Path:
+    """A three-class folder dataset the tiny BERT's vocabulary covers, with class descriptions."""
+    folder = tmp_path_factory.mktemp("data") / "toy3"
+    folder.mkdir()
+    for split, n, seed in (("train", 12, 0), ("test", 5, 1)):
+        rows = [{"text": ex.text, "label": ex.label} for ex in make_examples(n, seed)]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "labels.json").write_text(json.dumps(LABELS))
+    (folder / "descriptions.json").write_text(json.dumps({k: f"questions with words like {', '.join(v[:3])}"
+                                                          for k, v in CLASS_WORDS.items()}))
+    return folder
+
+
+def _relabel(text: str, candidates: list[str]) -> str:
+    """The first class name in the text wins: a text generated for HUM that mentions LOC becomes LOC."""
+    return next((c for c in LABELS if c.lower() in text.lower() and c in candidates), candidates[0])
+
+
+@pytest.fixture()
+def server():
+    with ScriptedServer(RuleResponder(relabel=_relabel)) as srv:
+        yield srv
+
+
+def _base(tiny_bert: Path, server: ScriptedServer, **extra) -> dict:
+    return {"per_class": PER_CLASS, "texts_per_call": 3, "top_k": 5, "threads": 2,
+            "teacher_test_limit": TEACHER_LIMIT, "student": {"student": str(tiny_bert), "epochs": 1},
+            "lm": {"model": "hosted_vllm/scripted", "api_base": server.base_url, "cache": False}, **extra}
+
+
+def _kinds(requests: list[dict]) -> Counter:
+    """What each request asked for: texts (generation), label (relabel or teacher), description."""
+    out = Counter()
+    for body in requests:
+        system = body["messages"][0]["content"]
+        outputs = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
+        out[next(k for k in ("texts", "label", "description") if f"`{k}`" in outputs)] += 1
+    return out
+
+
+def test_grid_runs_every_method_and_a_rerun_repeats_no_cell_or_llm_call(tmp_path, tiny_bert, dataset_dir, server):
+    grid = GridSpec([str(dataset_dir)], ALL_METHODS, [0, 1], _base(tiny_bert, server))
+    rows = run_grid(grid, tmp_path / "grid")
+    # per seed: two generations (mix shared by a1/a2, nomix) of 1 call per class, each text relabeled; the teacher
+    calls = _kinds(server.requests)
+    assert calls == {"texts": 2 * 2 * len(LABELS), "label": 2 * (2 * PER_CLASS * len(LABELS) + TEACHER_LIMIT)}
+    assert [(r["method"], r["seed"]) for r in rows] == [(m, s) for s in (0, 1) for m in ALL_METHODS]
+    lines = (tmp_path / "grid" / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == rows
+    assert all(r["config"]["method"] == r["method"] and "dspy" in r["versions"] for r in rows)
+    before = len(server.requests)
+    again = run_grid(grid, tmp_path / "grid")
+    assert len(server.requests) == before and again == rows
+
+
+def test_cells_share_a_generation_and_a1_keeps_labels_as_generated(tmp_path, tiny_bert, dataset_dir, server):
+    grid = GridSpec([str(dataset_dir)], ["a1", "a2"], [0], _base(tiny_bert, server))
+    rows = {r["method"]: r for r in run_grid(grid, tmp_path / "g")}
+    a1, a2 = grid.cells()
+    assert generation_dir(tmp_path / "g", a1) == generation_dir(tmp_path / "g", a2)
+    generated = [json.loads(x) for x in (generation_dir(tmp_path / "g", a2) / "augmented.jsonl").read_text().split("\n") if x]
+    assert any(r["relabeled"] for r in generated)  # HUM texts mixing LOC were relabeled LOC
+    counts = {m: json.loads((cell_dir(tmp_path / "g", s) / "student" / "train_config.json").read_text())["data"]
+              ["per_label"] for m, s in (("a1", a1), ("a2", a2))}
+    assert counts["a1"] == {label: 2 + PER_CLASS for label in LABELS}
+    assert counts["a2"] == {label: 2 + sum(r["label"] == label for r in generated) for label in LABELS}
+    assert rows["a2"]["relabeled_share"] == pytest.approx(sum(r["relabeled"] for r in generated) / len(generated), abs=1e-4)
+    assert rows["a1"]["llm"]["llm_calls"] == len(LABELS)  # generation only: the relabel calls are a2's
+    assert rows["a2"]["llm"]["llm_calls"] == len(LABELS) * (1 + PER_CLASS)
+
+
+def test_finished_steps_are_not_redone(tmp_path, tiny_bert, dataset_dir, server, monkeypatch):
+    spec = ExperimentSpec(dataset=str(dataset_dir), method="a2", **_base(tiny_bert, server))
+    first = run_experiment(spec, tmp_path / "run")
+    sent = len(server.requests)
+    # killed after training and evaluating, before result.json; the generation's final files lost too
+    for name in ("result.json", "augment/augmented.jsonl", "augment/summary.json"):
+        (tmp_path / "run" / name).unlink()
+    monkeypatch.setattr("promptmix_dspy.train.train_student", _must_not_run)
+    monkeypatch.setattr("promptmix_dspy.evaluate.evaluate_model", _must_not_run)
+    second = run_experiment(spec, tmp_path / "run")
+    assert len(server.requests) == sent  # journals answered every LLM call
+    assert second["accuracy"] == first["accuracy"] and second["train_rows"] == first["train_rows"]
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("a finished step ran again")
+
+
+def test_teacher_scores_the_relabeler_and_counts_failed_answers_as_wrong(tmp_path, dataset_dir):
+    responder = RuleResponder(relabel=lambda text, candidates: "HUM" if "who" in text.split() else "nonsense")
+    with ScriptedServer(responder) as srv:
+        spec = ExperimentSpec(dataset=str(dataset_dir), method="llm", attempts=1, teacher_test_limit=9,
+                              lm={"model": "hosted_vllm/scripted", "api_base": srv.base_url, "cache": False})
+        row = run_experiment(spec, tmp_path / "llm")
+    predictions = [json.loads(x) for x in (tmp_path / "llm" / "eval" / "predictions.jsonl").read_text().split("\n") if x]
+    assert len(predictions) == row["n_test"] == 9
+    answered = [p for p in predictions if "who" in p["text"].split()]
+    assert row["no_answer"] == 9 - len(answered)
+    assert all(p["prediction"] == "(no answer)" for p in predictions if p not in answered)
+    assert row["accuracy"] == pytest.approx(sum(p["label"] == "HUM" for p in answered) / 9)
+
+
+def test_a_folder_made_with_other_settings_is_refused(tmp_path, tiny_bert, dataset_dir, server):
+    spec = ExperimentSpec(dataset=str(dataset_dir), method="baseline", **_base(tiny_bert, server))
+    run_experiment(spec, tmp_path / "run")
+    with pytest.raises(SpecMismatch):
+        run_experiment(ExperimentSpec(dataset=str(dataset_dir), method="baseline", seed=1,
+                                      **_base(tiny_bert, server)), tmp_path / "run")
+
+
+def test_a_fingerprint_holds_only_what_shapes_the_method():
+    def fp(method, **kw):
+        return ExperimentSpec(dataset="trec6", method=method, **kw).fingerprint()
+
+    assert fp("baseline", lm={"model": "x"}, max_rounds=1) == fp("baseline")  # no LLM in a baseline
+    assert fp("a2", lm={"model": "x"}) != fp("a2") and fp("a2", max_rounds=1) != fp("a2")
+    assert fp("llm", teacher_test_limit=10) != fp("llm") and fp("a2", teacher_test_limit=10) == fp("a2")
+    assert fp("llm", student={"epochs": 1}) == fp("llm")
+
+
+def test_specs_load_from_toml_and_refuse_unknown_keys(tmp_path):
+    spec = load_spec(Path(__file__).parents[1] / "evals" / "trec6.toml", seed=3, student={"epochs": 1})
+    assert (spec.dataset, spec.method, spec.seed, spec.student["epochs"], spec.student["lr"]) == ("trec6", "a2", 3, 1, 4e-5)
+    grid = load_grid(Path(__file__).parents[1] / "evals" / "bench_smollm2.toml", seeds=[0])
+    assert grid.datasets == ["trec6", "subj"] and len(grid.cells()) == 2 * 7
+    assert grid.cells()[0].teacher_test_limit == 100
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid]\ndatasets = ['trec6']\nmethods = ['a2']\nper_class = 5\n")
+    with pytest.raises(ValueError, match="takes datasets, methods and seeds only"):
+        load_grid(bad)
+    with pytest.raises(ValueError, match="unknown method"):
+        GridSpec(["trec6"], ["a3"], [0])
+
+
+def test_lazy_lm_opens_nothing_for_a_grid_without_llm_methods(tmp_path, tiny_bert, dataset_dir):
+    grid = GridSpec([str(dataset_dir)], ["baseline", "eda"], [0],
+                    {"student": {"student": str(tiny_bert), "epochs": 1}, "lm": {"model": "hosted_vllm/nowhere"}})
+    with LazyLM(grid.cells()[0].lm_settings()) as lm:
+        rows = run_grid(grid, tmp_path / "g", lm)
+        assert lm.handle is None
+    record = json.loads((cell_dir(tmp_path / "g", grid.cells()[1]) / "student" / "train_config.json").read_text())
+    added = record["data"]["added"]  # EDA: up to per_class // shots = 5 new texts per seed example
+    assert rows[0]["train_rows"] == 2 * len(LABELS) and rows[1]["train_rows"] == 2 * len(LABELS) + added
+    assert 2 * len(LABELS) <= added <= 2 * len(LABELS) * 5
+
+
+def test_dry_run_counts_the_planned_calls(tiny_bert, dataset_dir, server):
+    from promptmix_dspy.estimate import estimate_grid, format_estimate
+
+    grid = GridSpec([str(dataset_dir)], ["a1", "a2", "llm", "nomix"], [0, 1], _base(tiny_bert, server))
+    by_stage = {e.stage: e for e in estimate_grid(grid)}
+    assert by_stage["generate (mix)"].calls == 2 * len(LABELS)  # one per class and seed: a1 and a2 share it
+    assert by_stage["generate (nomix)"].calls == 2 * len(LABELS)
+    assert by_stage["relabel"].calls == 2 * 2 * PER_CLASS * len(LABELS)
+    assert by_stage["teacher"].calls == 2 * TEACHER_LIMIT and by_stage["describe"].calls == 0
+    assert all(e.prompt_tokens > 0 for e in by_stage.values() if e.calls)
+    assert server.requests == []
+    assert "not in litellm's price table" in format_estimate(list(by_stage.values()), "hosted_vllm/scripted")
+    assert "$" in format_estimate(list(by_stage.values()), "openai/gpt-4o-mini")

@@ -1,0 +1,117 @@
+"""The report: mean and sample std over seeds, the tables, the cost, and the plots written and non-empty."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from promptmix_dspy.data import Example
+from promptmix_dspy.grid import GridSpec
+from promptmix_dspy.plots import label_matrix, plot_accuracy, plot_boundary, plot_label_matrix
+from promptmix_dspy.report import cost_table, format_cost, mean_std, results_table, summarize, write_grid_report
+
+LABELS = ["LOC", "HUM", "NUM"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _row(dataset: str, method: str, seed: int, accuracy: float, **extra) -> dict:
+    return {"dataset": dataset, "method": method, "seed": seed, "accuracy": accuracy, "macro_f1": accuracy / 2,
+            "seconds": {"train": 10.0 + seed, "evaluate": 2.0}, "llm": None, **extra}
+
+
+ROWS = [_row("trec6", "a2", 0, 0.5), _row("trec6", "a2", 1, 0.7), _row("trec6", "a2", 2, 0.9),
+        _row("trec6", "baseline", 0, 0.3), _row("subj", "a2", 0, 0.6)]
+
+
+class FakeEncoder:
+    """Deterministic unit vectors from a hash of the text: no model needed to draw the projection."""
+
+    def encode(self, texts):
+        rows = [np.frombuffer(hashlib.sha256(t.encode()).digest(), dtype=np.uint8)[:16].astype(float) for t in texts]
+        return np.stack([r / np.linalg.norm(r) for r in rows])
+
+
+def test_mean_std_is_the_sample_standard_deviation():
+    assert mean_std([0.5, 0.7, 0.9]) == pytest.approx((0.7, 0.2))
+    assert mean_std([0.4]) == (0.4, 0.0)
+    with pytest.raises(ValueError):
+        mean_std([])
+
+
+def test_summarize_groups_by_dataset_and_method():
+    stats = summarize(ROWS)
+    assert stats[("trec6", "a2")]["n"] == 3 and stats[("trec6", "a2")]["mean"] == pytest.approx(0.7)
+    assert stats[("trec6", "a2")]["std"] == pytest.approx(0.2)
+    assert summarize(ROWS, "macro_f1")[("trec6", "a2")]["mean"] == pytest.approx(0.35)
+
+
+def test_results_table_has_a_row_per_method_and_a_column_per_dataset():
+    table = results_table(ROWS, ["trec6", "subj"], ["baseline", "a2", "eda"]).splitlines()
+    assert table[0] == "| method | trec6 | subj |"
+    assert table[2].startswith("| **baseline**") and table[2].endswith("| 30.0 (n=1) | – |")
+    assert table[3].endswith("| 70.0 ± 20.0 | 60.0 (n=1) |")
+    assert table[4].endswith("| – | – |")
+
+
+def test_cost_table_and_line_report_calls_tokens_price_and_seconds():
+    llm = {"llm_calls": 30, "prompt_tokens": 9000, "completion_tokens": 300, "cost_usd": None}
+    rows = [_row("trec6", "a2", s, 0.5, llm={**llm, "llm_calls": 30 + 10 * s}) for s in (0, 1)]
+    line = cost_table(rows, ["trec6"], ["a2", "baseline"]).splitlines()[2].split(" | ")
+    assert line[:7] == ["| trec6", "a2", "2", "35", "9000", "300", "n/a"]
+    assert line[11] == "10" and line[12].startswith("2")  # train s = mean(10, 11) rounded; evaluate 2
+    priced = dict(llm, cost_usd=0.0123)
+    assert "$0.0123" in format_cost({"llm": priced, "seconds": {"train": 3.0}}) and "train 3s" in format_cost(
+        {"llm": priced, "seconds": {"train": 3.0}})
+    assert "no LLM" in format_cost({"llm": None, "seconds": {}})
+
+
+def _generation(folder: Path, seed: int) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "labels.json").write_text(json.dumps(LABELS))
+    seeds = [{"text": f"seed {lab} {i} {seed}", "label": lab} for lab in LABELS for i in range(2)]
+    rows = [{"text": f"gen {lab} {i} {seed}", "generated_for": lab, "label": "LOC" if i == 0 else lab,
+             "relabeled": i == 0 and lab != "LOC"} for lab in LABELS for i in range(3)]
+    for name, data in (("seeds.jsonl", seeds), ("augmented.jsonl", rows)):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in data))
+    return folder
+
+
+def test_label_matrix_counts_generated_for_against_final_label():
+    rows = [{"generated_for": "HUM", "label": "LOC"}, {"generated_for": "HUM", "label": "HUM"},
+            {"generated_for": "NUM", "label": "NUM"}]
+    assert label_matrix(rows, LABELS) == [[0, 0, 0], [1, 1, 0], [0, 0, 1]]
+
+
+def _is_png(path: Path) -> bool:
+    return path.exists() and path.read_bytes()[:8] == PNG and path.stat().st_size > 5000
+
+
+def test_plots_are_written_and_non_empty(tmp_path):
+    gens = [_generation(tmp_path / f"seed{s}" / "mix", s) for s in (0, 1)]
+    train = [Example(f"train {lab} {i}", lab) for lab in LABELS for i in range(50)]
+    assert _is_png(plot_accuracy(ROWS, ["trec6", "subj"], ["baseline", "a2"], tmp_path / "acc.png"))
+    assert _is_png(plot_boundary("toy", gens[0], None, tmp_path / "b.png", encoder=FakeEncoder(), train=train))
+    assert _is_png(plot_label_matrix("toy", gens, tmp_path / "m.png"))
+
+
+def test_write_grid_report(tmp_path, monkeypatch):
+    out = tmp_path / "grid"
+    for seed in (0, 1):
+        _generation(out / "generations" / "trec6" / f"seed{seed}" / "mix", seed)
+    monkeypatch.setattr("promptmix_dspy.embed.SentenceEncoder", FakeEncoder)
+    monkeypatch.setattr("promptmix_dspy.plots._train", lambda dataset, data_dir: [
+        Example(f"train {lab} {i}", lab) for lab in LABELS for i in range(20)])
+    grid = GridSpec(["trec6", "subj"], ["baseline", "a2"], [0, 1, 2])
+    rows = [dict(r, versions={"dspy": "3.4.1"}, relabeled_share=0.25 if r["method"] == "a2" else None)
+            for r in ROWS]
+    paths = write_grid_report(grid, out, rows, command="promptmix bench --out grid")
+    names = sorted(p.name for p in paths["files"] if p.suffix == ".png")
+    assert names == ["accuracy.png", "boundary_trec6.png", "labels_trec6.png"]
+    assert all(_is_png(out / n) for n in names)
+    md = (out / "results.md").read_text()
+    assert "| **a2**" in md and "70.0 ± 20.0" in md and "![labels_trec6](labels_trec6.png)" in md
+    assert "trec6 / a2: 25.0%" in md and "`promptmix bench --out grid`" in md and "Cells finished: 5 of 12" in md
