@@ -166,8 +166,9 @@ class ScriptedServer:
         self.headers: list[dict[str, str]] = []  # the HTTP headers of each request (lower-case names)
         self.connections: set = set()  # open client sockets, closed by an outage
         self._lock = threading.Lock()
-        self._server = self._listen(0)
+        self._server: ThreadingHTTPServer | None = self._listen(0)
         self.port = self._server.server_address[1]
+        self._closed = False
 
     def _listen(self, port: int) -> ThreadingHTTPServer:
         server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
@@ -188,20 +189,24 @@ class ScriptedServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._closed = True  # a pending outage timer must not bring it back
         self.stop()
 
     def stop(self) -> None:
         """Stop listening and cut every open connection, as a crashed server would: new ones are refused."""
         with self._lock:
-            self._server.shutdown()
-            self._server.server_close()
+            if self._server is not None:
+                self._server.shutdown()
+                self._server.server_close()
+                self._server = None
             for sock in list(self.connections):
                 _close_quietly(sock)
 
     def start(self) -> None:
-        """Listen again on the same port after ``stop``."""
+        """Listen again on the same port after ``stop`` (a no-op while listening or after the context exits)."""
         with self._lock:
-            self._server = self._listen(self.port)
+            if self._server is None and not self._closed:
+                self._server = self._listen(self.port)
 
     def outage(self, seconds: float) -> threading.Timer:
         """Refuse connections for ``seconds`` (stop now, start again later); returns the restart timer."""
@@ -257,8 +262,11 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             _local.headers = {k.lower(): v for k, v in self.headers.items()}
             server.headers.append(_local.headers)
-            length = int(self.headers.get("Content-Length", 0))
-            body = json.loads(self.rfile.read(length) or b"{}")
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            except OSError:  # an outage cut the connection while the request was arriving
+                self.close_connection = True
+                return
             try:
                 status, headers, payload, delay = server.answer(body)
             except Exception as exc:  # a broken responder is a 500, not a hung client
