@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Optional
@@ -432,12 +433,20 @@ def _spec_overrides(shots: Optional[int], per_class: Optional[int], teacher_test
             "student": student_fields or None, "lm": lm or None}
 
 
-def _stop_on_sigterm() -> None:
-    """`kill` stops a long run like Ctrl-C: in-flight answers are journaled and the embedded server stopped."""
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """`kill` stops a long run like Ctrl-C (in-flight answers journaled, the embedded server stopped), also when
+    started in the background; the previous handlers come back afterwards."""
     import signal
 
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in before:
+        signal.signal(sig, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _print_estimate(grid) -> None:
@@ -486,8 +495,8 @@ def run_command(
             base = {k: v for k, v in vars(spec).items() if k not in ("dataset", "method", "seed")}
             return _print_estimate(GridSpec([spec.dataset], [spec.method], [spec.seed], base))
         out = out or Path("runs") / f"{spec.dataset}-{spec.method}-seed{spec.seed}"
-        _stop_on_sigterm()
-        row = run_experiment(spec, out)
+        with _sigterm_as_interrupt():
+            row = run_experiment(spec, out)
     except KeyboardInterrupt:
         typer.secho(f"interrupted: finished steps are saved in {out}; run the same command to resume.",
                     fg=typer.colors.YELLOW, err=True)
@@ -558,8 +567,8 @@ def bench(
                                            lm_fields))
         if dry_run:
             return _print_estimate(grid)
-        _stop_on_sigterm()
-        rows = run_grid(grid, out)
+        with _sigterm_as_interrupt():
+            rows = run_grid(grid, out)
         paths = write_grid_report(grid, out, rows, command=shlex.join(["promptmix", *sys.argv[1:]]))
     except KeyboardInterrupt:
         typer.secho(f"interrupted: finished cells are saved in {out}; run the same command to resume.",

@@ -184,3 +184,27 @@ def test_dry_run_counts_the_planned_calls(tiny_bert, dataset_dir, server):
     assert server.requests == []
     assert "not in litellm's price table" in format_estimate(list(by_stage.values()), "hosted_vllm/scripted")
     assert "$" in format_estimate(list(by_stage.values()), "openai/gpt-4o-mini")
+
+
+def test_cli_bench_and_run(tmp_path, tiny_bert, dataset_dir, server):
+    from typer.testing import CliRunner
+
+    from promptmix_dspy.cli import app
+
+    common = ["--lm", "hosted_vllm/scripted", "--api-base", server.base_url, "--no-cache", "--student",
+              str(tiny_bert), "--epochs", "1", "--per-class", str(PER_CLASS)]
+    dry = CliRunner().invoke(app, ["bench", "--datasets", str(dataset_dir), "--methods", "a2", "--seeds", "0",
+                                   "--out", str(tmp_path / "b"), "--dry-run", *common])
+    assert dry.exit_code == 0, dry.output
+    assert "generate (mix)" in dry.output and server.requests == [] and not (tmp_path / "b").exists()
+    result = CliRunner().invoke(app, ["bench", "--datasets", str(dataset_dir), "--methods", "baseline,a2",
+                                      "--seeds", "0", "--out", str(tmp_path / "b"), *common])
+    assert result.exit_code == 0, result.output
+    assert "| **a2**" in result.output and (tmp_path / "b" / "results.md").exists()
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'dataset = "{dataset_dir}"\nmethod = "baseline"\n[student]\nstudent = "{tiny_bert}"\n'
+                    f'epochs = 1\n')
+    run = CliRunner().invoke(app, ["run", "--config", str(spec), "--seed", "1", "--out", str(tmp_path / "r")])
+    assert run.exit_code == 0, run.output
+    row = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert (row["method"], row["seed"]) == ("baseline", 1) and "accuracy" in run.output
