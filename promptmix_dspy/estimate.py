@@ -72,7 +72,8 @@ def _add(totals: dict[str, Estimate], est: Estimate) -> None:
         totals[est.stage] = Estimate(est.dataset, est.stage, 0, 0, 0, 0)
     t = totals[est.stage]
     t.calls, t.max_calls = t.calls + est.calls, t.max_calls + est.max_calls
-    t.prompt_tokens, t.completion_tokens = t.prompt_tokens + est.prompt_tokens, t.completion_tokens + est.completion_tokens
+    t.prompt_tokens += est.prompt_tokens
+    t.completion_tokens += est.completion_tokens
 
 
 def _cell_estimates(spec: ExperimentSpec) -> list[Estimate]:

@@ -19,25 +19,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from promptmix_dspy.augment import AugmentConfig, run_augment
-from promptmix_dspy.data import Dataset, Example, FewShotSplit, few_shot_split, load_dataset
+from promptmix_dspy.data import Dataset, Example, few_shot_split, load_dataset
 from promptmix_dspy.lm import LMHandle, LMSettings, open_lm
+from promptmix_dspy.methods import GENERATIONS, METHODS, Cell, Method
 from promptmix_dspy.store import atomic_write_json, atomic_write_jsonl, journal_usage, now_iso, read_json, versions
 
-__all__ = ["ExperimentSpec", "GENERATIONS", "LazyLM", "METHODS", "Method", "SpecMismatch", "generation_usage",
-           "load_spec", "load_spec_data", "merge_overrides",
-           "run_experiment"]
+__all__ = ["GENERATIONS", "METHODS", "ExperimentSpec", "LazyLM", "SpecMismatch", "generation_usage", "load_spec",
+           "load_spec_data", "merge_overrides", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
-# The generations methods can read: the paper's mixing, and the no-mix ablation (majority share 1.0).
-GENERATIONS: dict[str, dict[str, Any]] = {"mix": {"fixed_share": None}, "nomix": {"fixed_share": 1.0}}
 _NOT_FINGERPRINTED = {"threads", "data_dir"}  # do not change results: may differ when a run is resumed
 
 
@@ -144,62 +141,6 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
         elif value is not None:
             out[key] = value
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Methods
-
-
-@dataclass
-class Cell:
-    """What a method's row builder sees: the spec, the dataset, its few-shot split, the generation if any."""
-
-    spec: ExperimentSpec
-    dataset: Dataset
-    split: FewShotSplit
-    generated: list[dict] = field(default_factory=list)
-
-
-def _no_rows(cell: Cell) -> list[Example]:
-    return []
-
-
-def _generated(label_field: str) -> Callable[[Cell], list[Example]]:
-    def rows(cell: Cell) -> list[Example]:
-        return [Example(r["text"], r[label_field]) for r in cell.generated]
-    return rows
-
-
-def _eda_rows(cell: Cell) -> list[Example]:
-    from promptmix_dspy.eda import EDAConfig, EmbeddingSynonyms, augment_examples
-
-    per_example = cell.spec.eda_per_example or max(1, cell.spec.per_class // cell.spec.shots_used)
-    rng = random.Random(f"{cell.spec.seed}:eda")
-    return augment_examples(cell.split.seeds, EDAConfig(per_example=per_example), EmbeddingSynonyms(), rng)
-
-
-@dataclass(frozen=True)
-class Method:
-    """A row of the paper's table: which generation it reads, which rows it adds to the seeds, or the teacher."""
-
-    summary: str
-    extra_rows: Callable[[Cell], list[Example]] = _no_rows
-    generation: str | None = None
-    shots: int | None = None
-    teacher: bool = False
-    generation_stages: tuple[str, ...] = ("describe", "generate", "relabel")
-
-
-METHODS: dict[str, Method] = {
-    "baseline": Method("student on the seeds only"),
-    "a1": Method("seeds + generated texts, labels as generated (no relabeling)", _generated("generated_for"),
-                 "mix", generation_stages=("describe", "generate")),
-    "a2": Method("seeds + generated texts relabeled by the LLM (PromptMix)", _generated("label"), "mix"),
-    "llm": Method("the relabeler itself classifying the test set (the teacher, NN+LLM)", teacher=True),
-    "eda": Method("seeds + easy data augmentation of the seeds", _eda_rows),
-    "nomix": Method("PromptMix without mixing: majority share 1.0, relabeled", _generated("label"), "nomix"),
-    "baseline5": Method("student on 5 seeds per class", shots=5),
-}
 
 
 # ----------------------------------------------------------------------------------------------------------

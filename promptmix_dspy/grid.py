@@ -49,7 +49,8 @@ class GridSpec:
             raise ValueError(f"{sorted(clash)} are grid axes: set datasets/methods/seeds instead")
         unknown = set(self.base) - {f.name for f in fields(ExperimentSpec)}
         if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(f.name for f in fields(ExperimentSpec))}")
+            known = sorted(f.name for f in fields(ExperimentSpec))
+            raise ValueError(f"unknown setting(s) {sorted(unknown)}; known: {known}")
         self.cells()  # validates the shared settings once, up front
 
     def cells(self) -> list[ExperimentSpec]:

@@ -82,8 +82,8 @@ def plot_boundary(dataset: str, gen_dir: Path, data_dir: str | None, path: Path,
         start += len(group)
         _scatter(ax, name, group, xy, colour)
     _boundary_legend(ax, labels, colour)
-    ax.set_title(f"{Path(dataset).stem} ({gen_dir.parent.name}): MiniLM embeddings, PCA. Dots: train sample; stars: seeds; "
-                 f"circles: generated (cross = relabeled), colour = final label", fontsize=8, wrap=True)
+    ax.set_title(f"{Path(dataset).stem} ({gen_dir.parent.name}): MiniLM embeddings, PCA. Dots: train sample; "
+                 f"stars: seeds; circles: generated (cross = relabeled), colour = final label", fontsize=8, wrap=True)
     ax.set_xticks([])
     ax.set_yticks([])
     fig.savefig(path, dpi=120)

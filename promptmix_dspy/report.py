@@ -154,29 +154,30 @@ def _settings(grid: "GridSpec", rows: Sequence[dict]) -> list[str]:
     train = spec.train_config()
     lm = next((r["lm"] for r in rows if r.get("lm")), None)
     versions = rows[0]["versions"] if rows else {}
-    limit = spec.teacher_test_limit
+    teacher_texts = ("the whole test set" if spec.teacher_test_limit is None else f"at most "
+                     f"{spec.teacher_test_limit} test texts: a fixed seeded sample where the test set is larger")
     return [f"- LLM: {_describe_lm(lm, spec.lm)}",
             f"- Few-shot: {spec.shots} seed examples per class (baseline5: 5), drawn by seed from train.",
-            f"- Generation: {spec.per_class} kept per class, {spec.texts_per_call} texts per call, groups of "
+            f"- Generation: up to {spec.per_class} kept per class, {spec.texts_per_call} texts per call, groups of "
             f"{spec.group_size} classes, majority share 0.5 + 0.5·Beta(5, 2) rounded to 0.05 (nomix: 1.0), up to "
             f"{spec.max_rounds} rounds; relabeling offers the top {spec.top_k} classes by MiniLM similarity.",
             f"- Student: {train.student}, {train.epochs} epochs, batch {train.batch_size}, lr {train.lr}, weight "
             f"decay {train.weight_decay}, warmup {train.warmup_ratio}, max length {train.max_length}; the same "
             f"for every method.",
-            f"- llm (the teacher) labels {'the whole test set' if limit is None else f'at most {limit} test texts: a fixed seeded sample where the test set is larger'}; "
-            f"students are scored on the whole test set.",
-            "- eda: synonym replacement, random insertion, swap and deletion (alpha 0.1), as many new texts per "
-            "class as the generation keeps; synonyms are nearest MiniLM input embeddings (WordNet is not "
-            "available offline).",
+            f"- llm (the teacher) labels {teacher_texts}; students are scored on the whole test set.",
+            f"- eda: synonym replacement, random insertion, swap and deletion (alpha 0.1), {spec.per_class} new "
+            f"texts per class (as many as the generation asks for); synonyms are the nearest MiniLM input "
+            f"embeddings (WordNet is not available offline).",
             "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
 
 
 def _describe_lm(lm: dict | None, spec_lm: dict) -> str:
     if lm is None:
         return spec_lm.get("model") or "the embedded SmolLM2 server"
-    where = "the embedded SmolLM2-135M-Instruct (GGUF) on llama.cpp, CPU" if lm.get("embedded") else lm.get("api_base") or "provider default endpoint"
-    return f"`{lm['model']}` ({where}), adapter {lm.get('adapter')}, max_tokens {lm.get('max_tokens')}, " \
-           f"generation temperature 1.0, relabeling temperature 0"
+    where = ("the embedded SmolLM2-135M-Instruct (GGUF) on llama.cpp, CPU" if lm.get("embedded")
+             else lm.get("api_base") or "the provider's endpoint")
+    return (f"`{lm['model']}` ({where}), adapter {lm.get('adapter')}, max_tokens {lm.get('max_tokens')}, "
+            f"generation temperature 1.0, relabeling temperature 0")
 
 
 def _generation_lines(rows: Sequence[dict]) -> list[str]:
