@@ -36,12 +36,17 @@ __all__ = ["PROGRAMS", "CompileConfig", "CompileResult", "build_selector", "chec
 logger = logging.getLogger(__name__)
 PROGRAMS = ("relabeler", "generator")
 META = "meta.json"
+CARD_FIELDS = ("candidate_classes", "class_cards")
 _SECRET_HINTS = ("key", "token", "secret", "password")
 
 
 @dataclass
 class CompileConfig:
-    """What to compile and how. ``dev_per_class=0`` scores the relabeler leave-one-out over the seeds."""
+    """What to compile and how. ``dev_per_class=0`` scores the relabeler leave-one-out over the seeds.
+
+    ``compact_demos`` drops the class cards from every demo: the prompt shows the cards already, and a demo
+    that repeats them costs hundreds of tokens (more than a small local model's context holds with 4 demos).
+    """
 
     program: str = "all"
     optimizer: str = "bootstrap"
@@ -56,6 +61,7 @@ class CompileConfig:
     texts_per_call: int = 3
     group_size: int = 4
     num_threads: int = 4
+    compact_demos: bool = True
 
     def __post_init__(self) -> None:
         if self.program not in (*PROGRAMS, "all"):
@@ -84,12 +90,14 @@ class CompileResult:
     dev_before: float
     dev_after: float
     seconds: float
+    compact_demos: bool = True
     judge: str | None = None  # the generator's metric: which relabeler judged its texts
 
     def record(self) -> dict[str, Any]:
         """What meta.json says about this program (no module, no secrets)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("program", "settings")}
         out = {k: v for k, v in out.items() if v is not None}
+        out["demos"] = {name: len(p.demos) for name, p in self.program.named_predictors()}
         return {**out, "file": f"{self.name}.json", "settings": _public(self.settings)}
 
 
@@ -186,19 +194,29 @@ def _compile(task: Task, config: CompileConfig, handle: LMHandle, reflection_lm:
         compiled = spec.run(task.student.deepcopy(), task.metric, trainset=task.trainset, valset=task.devset,
                             labeled=task.labeled, settings=config.settings, num_threads=config.num_threads,
                             seed=config.seed, reflection_lm=reflection_lm)
-    _drop_inputs_only_demos(compiled)
+    _tidy_demos(compiled, config.compact_demos)
     after = evaluate_program(compiled, task.devset, task.metric, handle, config.num_threads)
     logger.info("%s: dev %s %.3f -> %.3f", task.name, task.metric_name, before, after)
     settings = spec.resolve(config.settings, len(task.devset), config.num_threads, config.seed)
     return CompileResult(task.name, compiled, config.optimizer, settings, task.dev_mode, len(task.devset),
-                         task.metric_name, before, after, round(time.monotonic() - start, 1))
+                         task.metric_name, before, after, round(time.monotonic() - start, 1), config.compact_demos)
 
 
-def _drop_inputs_only_demos(program: dspy.Module) -> None:
-    """Optimizers may add raw training examples with no output as demos; the adapter skips them anyway."""
+def _tidy_demos(program: dspy.Module, compact: bool) -> None:
+    """Drop demos with no output (optimizers may add raw training examples; the adapter would skip them) and,
+    if ``compact``, the class cards inside demos."""
     for predictor in program.predictors():
         outputs = predictor.signature.output_fields
-        predictor.demos = [d for d in predictor.demos if any(d.get(k) is not None for k in outputs)]
+        kept = [d for d in predictor.demos if any(d.get(k) is not None for k in outputs)]
+        predictor.demos = [_without_cards(d) for d in kept] if compact else kept
+
+
+def _without_cards(demo: Any) -> Any:
+    demo = demo.copy()
+    for key in CARD_FIELDS:
+        if key in demo:
+            del demo[key]
+    return demo
 
 
 def _public(settings: dict[str, Any]) -> dict[str, Any]:
