@@ -109,6 +109,8 @@ def compile_programs(dataset: Dataset, out_dir: str | Path | None, config: Compi
     already in ``out_dir``, else the uncompiled one (meta.json says which).
     """
     check_reflection_lm(config, reflection_lm)
+    if out_dir is not None and (Path(out_dir) / META).exists():  # fail before the LM work, not after
+        _check_labels(read_meta(out_dir).get("labels", []), dataset.labels, Path(out_dir))
     split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
     cards = class_cards(split, handle)
     selector = build_selector(cards, config)
@@ -116,25 +118,24 @@ def compile_programs(dataset: Dataset, out_dir: str | Path | None, config: Compi
     if "relabeler" in config.programs:
         results["relabeler"] = _compile(relabeler_task(split, cards, selector), config, handle, reflection_lm)
     if "generator" in config.programs:
-        judge, judged_by = _judge(Relabeler(cards, selector), results, out_dir, split.labels)
+        judge, judged_by = _judge(Relabeler(cards, selector), results, out_dir)
         task = generator_task(split, cards, judge, calls_per_class=config.generator_calls,
                               dev_calls_per_class=config.generator_dev_calls,
                               texts_per_call=config.texts_per_call, group_size=config.group_size)
-        results["generator"] = _compile(task, config, handle, reflection_lm)
-        results["generator"].judge = judged_by
+        results["generator"] = _compile(task, config, handle, reflection_lm, judge=judged_by)
     if out_dir is not None:
         save_compiled(out_dir, results, split, handle, reflection_lm)
     return results
 
 
-def _judge(judge: Relabeler, results: dict[str, CompileResult], out_dir: str | Path | None,
-           labels: list[str]) -> tuple[Relabeler, str]:
+def _judge(judge: Relabeler, results: dict[str, CompileResult],
+           out_dir: str | Path | None) -> tuple[Relabeler, str]:
+    """The relabeler that scores generated texts (its labels were checked against out_dir's already)."""
     if "relabeler" in results:
         judge.load_state(results["relabeler"].program.dump_state())
         return judge, "the relabeler compiled in this run"
     saved = Path(out_dir) / "relabeler.json" if out_dir is not None else None
     if saved is not None and saved.exists() and (Path(out_dir) / META).exists():
-        _check_labels(read_meta(out_dir).get("labels", []), list(labels), Path(out_dir))
         return load_state(judge, saved), f"the compiled relabeler in {out_dir}"
     return judge, "the uncompiled relabeler"
 
@@ -184,7 +185,8 @@ def evaluate_program(program: dspy.Module, devset: list[dspy.Example], metric: A
                                f"errors are logged above): check --lm, --api-base and the API key") from exc
 
 
-def _compile(task: Task, config: CompileConfig, handle: LMHandle, reflection_lm: Any) -> CompileResult:
+def _compile(task: Task, config: CompileConfig, handle: LMHandle, reflection_lm: Any,
+             judge: str | None = None) -> CompileResult:
     spec = get_optimizer(config.optimizer)
     logger.info("compiling the %s with %s (dev: %s, %d examples)", task.name, config.optimizer, task.dev_mode,
                 len(task.devset))
@@ -199,7 +201,8 @@ def _compile(task: Task, config: CompileConfig, handle: LMHandle, reflection_lm:
     logger.info("%s: dev %s %.3f -> %.3f", task.name, task.metric_name, before, after)
     settings = spec.resolve(config.settings, len(task.devset), config.num_threads, config.seed)
     return CompileResult(task.name, compiled, config.optimizer, settings, task.dev_mode, len(task.devset),
-                         task.metric_name, before, after, round(time.monotonic() - start, 1), config.compact_demos)
+                         task.metric_name, before, after, round(time.monotonic() - start, 1), config.compact_demos,
+                         judge)
 
 
 def _tidy_demos(program: dspy.Module, compact: bool) -> None:

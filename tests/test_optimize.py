@@ -166,8 +166,10 @@ def test_a_program_compiled_for_other_labels_is_refused(tmp_path):
     with pytest.raises(ValueError) as err:
         load_compiled(_fresh(handle, _dataset(other)), tmp_path, other)
     assert str(LABELS) in str(err.value) and str(other) in str(err.value)
+    calls = len(handle.lm.requests)
     with pytest.raises(ValueError, match="compiled for labels"):  # nor may a compile merge into that folder
         compile_programs(_dataset(other), tmp_path, _config("labeled"), handle)
+    assert len(handle.lm.requests) == calls  # refused before any LM work
 
 
 def test_the_judges_calls_never_become_generator_demos(tmp_path):
