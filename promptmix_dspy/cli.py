@@ -540,6 +540,8 @@ def bench(
     student: Optional[str] = StudentOpt,
     epochs: Optional[int] = EpochsOpt,
     dry_run: bool = DryRunOpt,
+    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Write results.{jsonl,md} and the plots "
+                                              "here instead of OUT (e.g. evals/results/NAME to commit them)."),
     threads: int = ThreadsOpt,
     data_dir: Optional[Path] = DataDirOpt,
     lm: Optional[str] = LMOpt,
@@ -569,7 +571,7 @@ def bench(
             return _print_estimate(grid)
         with _sigterm_as_interrupt():
             rows = run_grid(grid, out)
-        paths = write_grid_report(grid, out, rows, command=shlex.join(["promptmix", *sys.argv[1:]]))
+        paths = write_grid_report(grid, out, rows, shlex.join(["promptmix", *sys.argv[1:]]), report_dir)
     except KeyboardInterrupt:
         typer.secho(f"interrupted: finished cells are saved in {out}; run the same command to resume.",
                     fg=typer.colors.YELLOW, err=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from promptmix_dspy.experiment import METHODS
 from promptmix_dspy.grid import dataset_key
-from promptmix_dspy.store import atomic_write_text
+from promptmix_dspy.store import atomic_write_jsonl, atomic_write_text
 
 if TYPE_CHECKING:
     from promptmix_dspy.grid import GridSpec
@@ -106,23 +106,32 @@ def format_cost(row: dict) -> str:
 # The report
 
 
-def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], command: str = "") -> dict:
-    """Write results.md and the plots into out; return {"table": markdown, "files": [paths]}."""
+def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], command: str = "",
+                      report_dir: str | Path | None = None) -> dict:
+    """Write results.{jsonl,md} and the plots of the grid in out into report_dir (default: out itself).
+
+    Returns {"table": the markdown accuracy table, "files": the paths written}."""
+    out, dest = Path(out), Path(report_dir or out)
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_jsonl(dest / "results.jsonl", rows)
+    files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, out, dest, rows)]
+    table = results_table(rows, grid.datasets, grid.methods)
+    atomic_write_text(dest / "results.md", _markdown(grid, rows, table, command, files))
+    return {"table": table, "files": files}
+
+
+def _plots(grid: "GridSpec", out: Path, dest: Path, rows: Sequence[dict]) -> list[Path]:
     from promptmix_dspy.plots import plot_accuracy, plot_boundary, plot_label_matrix
 
-    out = Path(out)
-    files = [out / "results.jsonl", out / "results.md"]
-    if rows:
-        files.append(plot_accuracy(rows, grid.datasets, grid.methods, out / "accuracy.png"))
+    files = [plot_accuracy(rows, grid.datasets, grid.methods, dest / "accuracy.png")] if rows else []
     for dataset in grid.datasets:
         key = dataset_key(dataset)
         generations = _generations(out, key, grid.seeds)
         if generations:
-            files.append(plot_boundary(dataset, generations[0], grid.base.get("data_dir"), out / f"boundary_{key}.png"))
-            files.append(plot_label_matrix(key, generations, out / f"labels_{key}.png"))
-    table = results_table(rows, grid.datasets, grid.methods)
-    atomic_write_text(out / "results.md", _markdown(grid, out, rows, table, command, files))
-    return {"table": table, "files": files}
+            data_dir = grid.base.get("data_dir")
+            files.append(plot_boundary(dataset, generations[0], data_dir, dest / f"boundary_{key}.png"))
+            files.append(plot_label_matrix(key, generations, dest / f"labels_{key}.png"))
+    return files
 
 
 def _generations(out: Path, key: str, seeds: Sequence[int]) -> list[Path]:
@@ -131,7 +140,7 @@ def _generations(out: Path, key: str, seeds: Sequence[int]) -> list[Path]:
     return [f for f in folders if (f / "augmented.jsonl").exists()]
 
 
-def _markdown(grid: "GridSpec", out: Path, rows: Sequence[dict], table: str, command: str,
+def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str,
               files: list[Path]) -> str:
     seeds = ", ".join(str(s) for s in grid.seeds)
     parts = [f"# PromptMix benchmark: {', '.join(dataset_key(d) for d in grid.datasets)}", "",

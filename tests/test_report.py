@@ -115,3 +115,13 @@ def test_write_grid_report(tmp_path, monkeypatch):
     md = (out / "results.md").read_text()
     assert "| **a2**" in md and "70.0 ± 20.0" in md and "![labels_trec6](labels_trec6.png)" in md
     assert "trec6 / a2: 25.0%" in md and "`promptmix bench --out grid`" in md and "Cells finished: 5 of 12" in md
+
+
+def test_report_dir_holds_the_whole_report(tmp_path):
+    grid = GridSpec(["trec6"], ["baseline"], [0])
+    rows = [dict(ROWS[3], versions={})]
+    paths = write_grid_report(grid, tmp_path / "grid", rows, report_dir=tmp_path / "committed")
+    assert sorted(p.name for p in (tmp_path / "committed").iterdir()) == ["accuracy.png", "results.jsonl",
+                                                                            "results.md"]
+    assert [json.loads(x) for x in (tmp_path / "committed" / "results.jsonl").read_text().splitlines()] == rows
+    assert all(p.parent == tmp_path / "committed" for p in paths["files"])
