@@ -43,6 +43,9 @@ EXAMPLES = {
 TEXTS = ["What is the population of Canada?", "Who invented the telephone?", "What does CPU stand for?",
          "Where do kangaroos live?", "Why do cats purr?", "What is the fastest car in the world?",
          "How many legs does a spider have?", "Who painted the Mona Lisa?"]
+# One line of text, as promptmix_dspy.lm constrains generated texts; \x00-\x1f excluded because llama-cpp-python's
+# grammar lets raw control characters into JSON strings, which strict JSON parsing then rejects.
+TEXT_PATTERN = r"^[A-Za-z0-9'(¿¡][^\x00-\x1f{}\[\]`#<>|\\\"]{7,159}$"
 SYSTEM = ("Your input fields are:\n1. `text` (str): the text to classify\n2. `class_descriptions` (str): the "
           "candidate classes, one per line, as name: description, with two examples each\nYour output fields "
           "are:\n1. `{field}`\nAll interactions will be structured in JSON with the output fields in order. "
@@ -84,7 +87,7 @@ def generate_request(i: int) -> dict:
     major, minor = group[0], group[1 + i % 3]
     share = 80 + 5 * (i % 4)
     schema = {"type": "object", "required": ["texts"], "properties": {"texts": {
-        "type": "array", "items": {"type": "string", "maxLength": 120}, "minItems": 3, "maxItems": 3}}}
+        "type": "array", "items": {"type": "string", "pattern": TEXT_PATTERN}, "minItems": 3, "maxItems": 3}}}
     task = (f"Generate a diverse set of 3 short utterances where each utterance belongs {share}% to the class "
             f"'{major}' and {100 - share}% to the class '{minor}'.")
     user = f"[[ ## class_descriptions ## ]]\n{class_block(group)}\n\nRespond with a JSON object with the field " \

@@ -124,7 +124,7 @@ class LocalServer:
             raise ValueError(f"threads must be at least 1, got {threads}")
         self.model_path = model_path
         self.alias, self.parallel, self.n_ctx, self.host = alias, parallel, n_ctx, host
-        self.port = port
+        self._port_arg, self.port = port, port
         self.startup_timeout = startup_timeout
         self.threads = threads or max(1, _cpu_count() // parallel)
         self._log_dir_arg = log_dir
@@ -145,10 +145,12 @@ class LocalServer:
 
     @property
     def pids(self) -> list[int]:
+        """Process ids of the running workers (and the proxy, last, when parallel > 1)."""
         return [child.proc.pid for child in self._children]
 
     @property
     def log_files(self) -> list[Path]:
+        """One log per child; kept after stop() only when log_dir was given."""
         return [child.log for child in self._children]
 
     def alive(self) -> bool:
@@ -159,7 +161,7 @@ class LocalServer:
         if self._children:
             raise RuntimeError("the server is already running")
         model_path = self._check_requirements()
-        self.port = self.port or free_port(self.host)
+        self.port = self._port_arg or free_port(self.host)  # a fresh free port on every start
         self.log_dir = Path(self._log_dir_arg or tempfile.mkdtemp(prefix="promptmix-llama-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         atexit.register(self.stop)
