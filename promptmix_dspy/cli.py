@@ -409,6 +409,8 @@ StudentOpt = typer.Option(None, "--student", help="Student model: hub name or fo
 EpochsOpt = typer.Option(None, "--epochs", help="Student epochs (default 5).")
 DryRunOpt = typer.Option(False, "--dry-run", help="Print the planned LLM calls, tokens and price, run nothing.")
 ShotsOverrideOpt = typer.Option(None, "--shots", "-k", help="Labelled examples per class (default 2).")
+ProgramsOpt = typer.Option(None, "--programs", help="Compiled programs (promptmix compile) for generation and "
+                           "relabeling; {dataset} in the path becomes each dataset's name: programs/{dataset}.")
 
 
 def _csv(text: Optional[str], cast: type = str) -> Optional[list]:
@@ -426,9 +428,9 @@ def _lm_overrides(lm: Optional[str], api_base: Optional[str], api_key_env: Optio
 
 def _spec_overrides(shots: Optional[int], per_class: Optional[int], teacher_test_limit: Optional[int],
                     student: Optional[str], epochs: Optional[int], threads: int, data_dir: Optional[Path],
-                    lm: dict) -> dict:
+                    lm: dict, programs: Optional[str] = None) -> dict:
     student_fields = {k: v for k, v in {"student": student, "epochs": epochs}.items() if v is not None}
-    return {"shots": shots, "per_class": per_class, "teacher_test_limit": teacher_test_limit,
+    return {"shots": shots, "per_class": per_class, "teacher_test_limit": teacher_test_limit, "programs": programs,
             "threads": None if threads == 4 else threads, "data_dir": str(data_dir) if data_dir else None,
             "student": student_fields or None, "lm": lm or None}
 
@@ -467,6 +469,7 @@ def run_command(
     teacher_test_limit: Optional[int] = TeacherLimitOpt,
     student: Optional[str] = StudentOpt,
     epochs: Optional[int] = EpochsOpt,
+    programs: Optional[str] = ProgramsOpt,
     dry_run: bool = DryRunOpt,
     threads: int = ThreadsOpt,
     data_dir: Optional[Path] = DataDirOpt,
@@ -489,7 +492,7 @@ def run_command(
         lm_fields = _lm_overrides(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
         overrides = {"dataset": dataset, "method": method, "seed": seed,
                      **_spec_overrides(shots, per_class, teacher_test_limit, student, epochs, threads, data_dir,
-                                       lm_fields)}
+                                       lm_fields, programs)}
         spec = load_spec(config, **overrides) if config else ExperimentSpec(**_given(overrides, "dataset"))
         if dry_run:
             base = {k: v for k, v in vars(spec).items() if k not in ("dataset", "method", "seed")}
@@ -539,6 +542,7 @@ def bench(
     teacher_test_limit: Optional[int] = TeacherLimitOpt,
     student: Optional[str] = StudentOpt,
     epochs: Optional[int] = EpochsOpt,
+    programs: Optional[str] = ProgramsOpt,
     dry_run: bool = DryRunOpt,
     report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Write results.{jsonl,md} and the plots "
                                               "here instead of OUT (e.g. evals/results/NAME to commit them)."),
@@ -566,7 +570,7 @@ def bench(
         lm_fields = _lm_overrides(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
         grid = load_grid(config, datasets=_csv(datasets), methods=_csv(methods), seeds=_csv(seeds, int),
                          **_spec_overrides(shots, per_class, teacher_test_limit, student, epochs, threads, data_dir,
-                                           lm_fields))
+                                           lm_fields, programs))
         if dry_run:
             return _print_estimate(grid)
         with _sigterm_as_interrupt():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -30,8 +31,8 @@ from promptmix_dspy.lm import LMHandle, LMSettings, open_lm
 from promptmix_dspy.methods import GENERATIONS, METHODS, Cell, Method
 from promptmix_dspy.store import atomic_write_json, atomic_write_jsonl, journal_usage, now_iso, read_json, versions
 
-__all__ = ["GENERATIONS", "METHODS", "ExperimentSpec", "LazyLM", "SpecMismatch", "generation_usage", "load_spec",
-           "load_spec_data", "merge_overrides", "run_experiment"]
+__all__ = ["GENERATIONS", "METHODS", "ExperimentSpec", "LazyLM", "SpecMismatch", "dataset_key", "generation_usage",
+           "load_spec", "load_spec_data", "merge_overrides", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,11 @@ class ExperimentSpec:
 
         return TrainConfig.for_dataset(self.dataset, **{"seed": self.seed, **self.student})
 
+    @property
+    def programs_dir(self) -> str | None:
+        """Compiled programs to use; ``{dataset}`` in the path becomes the dataset's name (programs/{dataset})."""
+        return self.programs.replace("{dataset}", dataset_key(self.dataset)) if self.programs else None
+
     def lm_settings(self) -> LMSettings:
         return LMSettings(**self.lm)
 
@@ -111,6 +117,11 @@ def _unused_by(method_name: str) -> set[str]:
     unused |= set() if method.teacher else {"teacher_test_limit"}
     unused |= {"student"} if method.teacher else set()
     return unused | (set() if method_name == "eda" else {"eda_per_example"})
+
+
+def dataset_key(dataset: str) -> str:
+    """A folder-safe short name: a built-in name as is, a file or folder by its name without suffix."""
+    return re.sub(r"[^\w.-]+", "_", Path(dataset).stem) if ("/" in dataset or "\\" in dataset) else dataset
 
 
 def load_spec_data(path: str | Path) -> dict[str, Any]:
@@ -221,7 +232,7 @@ def _generation(cell: Cell, method: Method, gen_dir: Path, lm: LazyLM) -> tuple[
     if not _generation_finished(gen_dir, config):
         handle = lm()
         _follow_embedded_port(gen_dir, handle)
-        run_augment(cell.dataset, gen_dir, config, handle, programs=cell.spec.programs)
+        run_augment(cell.dataset, gen_dir, config, handle, programs=cell.spec.programs_dir)
     rows = [r for _, r in _read_jsonl(gen_dir / "augmented.jsonl")]
     summary = read_json(gen_dir / "summary.json")
     usage = {"llm": generation_usage(gen_dir, method.generation_stages), "lm": read_json(gen_dir / "config.json")["lm"],

@@ -12,14 +12,13 @@ retries it); a spent budget (--max-errors, --max-cost) stops the grid.
 from __future__ import annotations
 
 import logging
-import re
 import traceback
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from promptmix_dspy.data import Dataset, load_dataset
-from promptmix_dspy.experiment import (METHODS, ExperimentSpec, LazyLM, load_spec_data, merge_overrides,
+from promptmix_dspy.experiment import (METHODS, ExperimentSpec, LazyLM, dataset_key, load_spec_data, merge_overrides,
                                       run_experiment)
 from promptmix_dspy.runner import RunStopped
 from promptmix_dspy.store import atomic_write_json, atomic_write_jsonl, now_iso, read_json
@@ -79,11 +78,6 @@ def load_grid(path: str | Path | None = None, **overrides: Any) -> GridSpec:
     if not axes.get("datasets") or not axes.get("methods"):
         raise ValueError("the grid needs datasets and methods (from --datasets/--methods or a [grid] table)")
     return GridSpec(axes["datasets"], axes["methods"], axes.get("seeds", [0, 1, 2]), data)
-
-
-def dataset_key(dataset: str) -> str:
-    """A folder-safe short name: a built-in name as is, a file or folder by its name without suffix."""
-    return re.sub(r"[^\w.-]+", "_", Path(dataset).stem) if ("/" in dataset or "\\" in dataset) else dataset
 
 
 def cell_dir(out: Path, spec: ExperimentSpec) -> Path:

@@ -52,7 +52,7 @@ def _classify(spec: "ExperimentSpec", split: FewShotSplit, out: Path, lm: "LazyL
     handle, config = lm(), spec.augment_config("mix")
     started, budget = time.monotonic(), Budget()
     cards = describe_classes(split, config, handle, out, budget)
-    program = build_program(cards, config, spec.programs)
+    program = build_program(cards, config, spec.programs_dir)
     journal = _label_all(program, [ex.text for ex in test], config, handle, out, budget)
     pred = [(journal.get(text_key(ex.text)) or {}).get("label") or NO_ANSWER for ex in test]
     labels = split.labels + ([NO_ANSWER] if NO_ANSWER in pred else [])

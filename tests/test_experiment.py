@@ -140,7 +140,7 @@ def test_a_folder_made_with_other_settings_is_refused(tmp_path, tiny_bert, datas
                                       **_base(tiny_bert, server)), tmp_path / "run")
 
 
-def test_a_fingerprint_holds_only_what_shapes_the_method():
+def test_a_fingerprint_holds_only_what_shapes_the_method_and_programs_follow_the_dataset():
     def fp(method, **kw):
         return ExperimentSpec(dataset="trec6", method=method, **kw).fingerprint()
 
@@ -148,6 +148,8 @@ def test_a_fingerprint_holds_only_what_shapes_the_method():
     assert fp("a2", lm={"model": "x"}) != fp("a2") and fp("a2", max_rounds=1) != fp("a2")
     assert fp("llm", teacher_test_limit=10) != fp("llm") and fp("a2", teacher_test_limit=10) == fp("a2")
     assert fp("llm", student={"epochs": 1}) == fp("llm")
+    spec = ExperimentSpec(dataset="/data/my set", programs="programs/{dataset}")
+    assert spec.programs_dir == "programs/my_set" and ExperimentSpec(dataset="trec6").programs_dir is None
 
 
 def test_specs_load_from_toml_and_refuse_unknown_keys(tmp_path):
