@@ -116,7 +116,7 @@ def main() -> int:
         if args.save:
             results, config = saved[args.save_from or optimizers[-1]]
             save_compiled(args.save, results, few_shot_split(ds, config.shots, config.seed, config.dev_per_class),
-                          handle)
+                          handle, config=config)
         lm_desc = handle.describe()
     table = _render(args, optimizers, lines, lm_desc, time.monotonic() - start)
     print(table)

@@ -124,7 +124,7 @@ def compile_programs(dataset: Dataset, out_dir: str | Path | None, config: Compi
                               texts_per_call=config.texts_per_call, group_size=config.group_size)
         results["generator"] = _compile(task, config, handle, reflection_lm, judge=judged_by)
     if out_dir is not None:
-        save_compiled(out_dir, results, split, handle, reflection_lm)
+        save_compiled(out_dir, results, split, handle, reflection_lm, config)
     return results
 
 
@@ -240,7 +240,7 @@ def _public(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_compiled(out_dir: str | Path, results: dict[str, CompileResult], split: FewShotSplit, handle: LMHandle,
-                  reflection_lm: Any = None) -> Path:
+                  reflection_lm: Any = None, config: CompileConfig | None = None) -> Path:
     """Write each program's JSON state and merge its record into meta.json (refusing other labels)."""
     out = Path(out_dir)
     meta = _merged_meta(out, split)
@@ -248,11 +248,17 @@ def save_compiled(out_dir: str | Path, results: dict[str, CompileResult], split:
     for name, result in results.items():
         result.program.save(str(out / f"{name}.json"))
         reflection = {"reflection_lm": getattr(reflection_lm, "model", None)} if reflection_lm else {}
-        meta["programs"][name] = {**result.record(), **reflection, "lm": handle.describe(), "date": now_iso()}
+        meta["programs"][name] = {**result.record(), **reflection, "lm": handle.describe(), "date": now_iso(),
+                                  **({"config": _config_record(config)} if config else {})}
     meta.update({"dspy_version": dspy.__version__, "versions": versions(), "updated": now_iso()})
     atomic_write_json(out / META, meta)
     logger.info("wrote %s to %s", ", ".join(f"{n}.json" for n in results), out)
     return out
+
+
+def _config_record(config: CompileConfig) -> dict[str, Any]:
+    """The compile settings besides the optimizer's own (those are in each program's "settings")."""
+    return {f.name: getattr(config, f.name) for f in fields(config) if f.name not in ("settings", "program")}
 
 
 def _merged_meta(out: Path, split: FewShotSplit) -> dict[str, Any]:

@@ -157,6 +157,7 @@ def test_a_dev_split_is_used_when_asked_and_recorded(tmp_path):
     compile_programs(_dataset(), tmp_path, _config("labeled", program="relabeler", dev_per_class=2), _handle())
     record = read_meta(tmp_path)["programs"]["relabeler"]
     assert (record["dev_mode"], record["dev_size"]) == ("dev-split", 6)
+    assert record["config"]["dev_per_class"] == 2 and record["config"]["top_k"] == 3
 
 
 def test_a_program_compiled_for_other_labels_is_refused(tmp_path):
