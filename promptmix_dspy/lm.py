@@ -34,10 +34,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must no
 LM_ENV, API_BASE_ENV = "PROMPTMIX_LM", "PROMPTMIX_API_BASE"
 
 
-# One line of natural text: starts with a letter, digit or bracket; no newlines, braces, backticks or markup,
+# One line of natural text: starts with a letter, digit or bracket; no control characters (strict JSON refuses
+# them raw), braces, backticks or markup,
 # 8-300 characters. llama.cpp turns the pattern into grammar rules over the raw JSON characters, so it must
 # also exclude the double quote and the backslash, which would end or escape the JSON string.
-TEXT_PATTERN = r"^[A-Za-z0-9'(¿¡][^\n\r{}\[\]`#<>|\\\"]{7,299}$"
+TEXT_PATTERN = r"^[A-Za-z0-9'(¿¡][^\x00-\x1f{}\[\]`#<>|\\\"]{7,299}$"
 
 
 def output_schema(signature: type[dspy.Signature], inputs: dict | None = None) -> dict:

@@ -88,7 +88,8 @@ def test_llama_cpp_schema_confines_label_and_list():
 
     pattern = re.compile(texts["items"]["pattern"])
     assert pattern.match("What does NASA stand for ?") and pattern.match("It's (fine), 100%!")
-    assert not any(pattern.match(t) for t in (", , ", "short", "a\nb line two", '{"texts": 1}', "```json x", '"Quoted" text'))
+    bad = (", , ", "short", "a\nb line two", "tab\there is bad", '{"texts": 1}', "```json x", '"Quoted" text')
+    assert not any(pattern.match(t) for t in bad)
     lm_kwargs: dict = {}
     LlamaCppJSONAdapter()._prepare_response_format(None, lm_kwargs, relabel_signature_for(["x"]))
     assert lm_kwargs["response_format"]["type"] == "json_object"
