@@ -170,3 +170,16 @@ def test_two_endpoints_never_share_cached_answers(tmp_path, data_dir, disk_cache
         second = run_cached(two, tmp_path / "two", data_dir)
         assert len(two.requests) == len(one.requests)  # the same model name at another endpoint: asked again
     assert b"question mixing" in second and b"question mixing" not in first
+
+
+def test_the_cache_key_covers_the_sample_index(tmp_path, disk_cache):
+    from promptmix_dspy.lm import build_handle
+
+    with ScriptedServer(RuleResponder()) as server:
+        settings = LMSettings(model="hosted_vllm/scripted", api_base=server.base_url, cache=True)
+        lm = build_handle(settings, settings.model, server.base_url, embedded=False).lm
+        first = lm("hello", temperature=1.0)
+        assert lm("hello", temperature=1.0) == first and len(server.requests) == 1
+        lm("hello", temperature=1.0, rollout_id=1)  # another sample of the same prompt
+        lm.copy(rollout_id=2)("hello", temperature=1.0)  # an optimizer's way of asking for one
+        assert len(server.requests) == 3
