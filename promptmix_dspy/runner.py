@@ -76,12 +76,11 @@ class RetryPolicy:
         return _jitter.uniform(ceiling / 2, ceiling)
 
     def call(self, fn: Callable[[], T]) -> T:
-        for retry in itertools.count():
+        for retry in itertools.count():  # ends by returning, or by _wait_or_raise raising
             try:
                 return fn()
             except Exception as exc:
                 time.sleep(self._wait_or_raise(exc, retry))
-        raise AssertionError("unreachable")
 
     async def acall(self, fn: Callable[[], Awaitable[T]]) -> T:
         for retry in itertools.count():
@@ -89,7 +88,6 @@ class RetryPolicy:
                 return await fn()
             except Exception as exc:
                 await asyncio.sleep(self._wait_or_raise(exc, retry))
-        raise AssertionError("unreachable")
 
     def _wait_or_raise(self, exc: Exception, retry: int) -> float:
         if retry >= self.retries or not is_transient(exc):
@@ -120,9 +118,7 @@ def is_fatal(exc: BaseException) -> bool:
 
 def error_kind(error: BaseException | str) -> str:
     """The short name a failure is counted under: the exception's class name."""
-    if isinstance(error, str):
-        return error.split(":", 1)[0]
-    return type(error).__name__
+    return error.split(":", 1)[0] if isinstance(error, str) else type(error).__name__
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -141,17 +137,13 @@ def retry_after(exc: BaseException) -> float | None:
 
 
 def _header_seconds(headers: Any) -> float | None:
-    if not headers or not hasattr(headers, "items"):
-        return None
-    lowered = {str(k).lower(): v for k, v in headers.items()}
-    millis = _finite(lowered.get("retry-after-ms"))
-    if millis is not None:
+    lowered = {str(k).lower(): v for k, v in headers.items()} if hasattr(headers, "items") else {}
+    if (millis := _finite(lowered.get("retry-after-ms"))) is not None:
         return millis / 1000
     value = lowered.get("retry-after")
-    seconds = _finite(value)
-    if seconds is not None or value is None:
-        return seconds
-    try:
+    if value is None or (seconds := _finite(value)) is not None:
+        return None if value is None else seconds
+    try:  # an HTTP date
         return max(0.0, (parsedate_to_datetime(str(value)) - datetime.now(timezone.utc)).total_seconds())
     except (TypeError, ValueError, OverflowError):
         return None
