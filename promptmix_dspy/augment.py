@@ -108,7 +108,8 @@ def run_augment(dataset: Dataset, out_dir: str | Path, config: AugmentConfig, ha
     out = Path(out_dir)
     split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
     _start_run_folder(out, dataset, split, config, handle, programs)
-    budget, timings = Budget(config.max_errors, config.max_cost), {}
+    spent = journal_usage([out / name for name in JOURNALS])["cost_usd"] or 0.0  # earlier sessions of this run
+    budget, timings = Budget(config.max_errors, config.max_cost, spent_before=spent), {}
     try:
         cards = _timed(timings, "describe", steps.describe_classes, split, config, handle, out, budget)
         program = steps.build_program(cards, config, programs)

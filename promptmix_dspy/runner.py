@@ -197,12 +197,13 @@ class UnitResult:
 class Budget:
     """Totals over this session of a run, and the limits that stop it cleanly.
 
-    The limits count this session only: a resumed run retries what failed before and may spend up to
-    ``max_cost`` again (raise or lower them on resume; they do not change what the run produces).
+    ``max_errors`` counts this session's failures (a resumed run retries what failed before);
+    ``max_cost`` covers the whole run: ``spent_before`` is what earlier sessions of it already spent.
     """
 
     max_errors: int | None = None
     max_cost: float | None = None
+    spent_before: float = 0.0
     calls: int = 0
     retries: int = 0
     failed_units: int = 0
@@ -213,6 +214,11 @@ class Budget:
     cost_known: bool = True
     stop_reason: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_cost is not None and self.spent_before >= self.max_cost:
+            self.stop_reason = (f"earlier sessions of this run already spent ${self.spent_before:.4f}, at or over "
+                                f"--max-cost ${self.max_cost}: raise it to go on")
 
     def record(self, result: UnitResult) -> None:
         with self._lock:
@@ -238,8 +244,9 @@ class Budget:
             self.stop_reason = f"the provider refused the call ({result.error})"
         if self.max_errors is not None and self.failed_units > self.max_errors:
             self.stop_reason = f"more than --max-errors {self.max_errors} failed LLM calls"
-        if self.max_cost is not None and self.cost >= self.max_cost:
-            self.stop_reason = f"estimated cost ${self.cost:.4f} reached --max-cost ${self.max_cost}"
+        if self.max_cost is not None and self.spent_before + self.cost >= self.max_cost:
+            spent = self.spent_before + self.cost
+            self.stop_reason = f"estimated cost ${spent:.4f} of the run reached --max-cost ${self.max_cost}"
 
     def to_dict(self) -> dict:
         return {"llm_calls": self.calls, "retries": self.retries, "failed_units": self.failed_units,
