@@ -1,4 +1,4 @@
-"""One experiment: a method on one dataset and seed, every artifact in one run folder.
+"""One experiment: a method on one dataset and seed, every artifact in one run folder (the spec: spec.py).
 
     few-shot split -> descriptions -> generate -> relabel -> train -> evaluate
 
@@ -18,10 +18,10 @@ Run folder::
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,129 +29,20 @@ from promptmix_dspy.augment import AugmentConfig, run_augment
 from promptmix_dspy.data import Dataset, Example, few_shot_split, load_dataset
 from promptmix_dspy.lm import LMHandle, LMSettings, open_lm
 from promptmix_dspy.methods import GENERATIONS, METHODS, Cell, Method
+from promptmix_dspy.spec import ExperimentSpec, dataset_key, load_spec, load_spec_data, merge_overrides
 from promptmix_dspy.store import atomic_write_json, atomic_write_jsonl, journal_usage, now_iso, read_json, versions
 
 __all__ = ["GENERATIONS", "METHODS", "ExperimentSpec", "LazyLM", "SpecMismatch", "dataset_key", "generation_usage",
-           "load_spec", "load_spec_data", "merge_overrides", "run_experiment"]
+           "llm_call_seconds", "load_spec", "load_spec_data", "merge_overrides", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
-_NOT_FINGERPRINTED = {"threads", "data_dir"}  # do not change results: may differ when a run is resumed
+JOURNALS = {"describe": "descriptions.jsonl", "generate": "generated.jsonl", "relabel": "relabeled.jsonl",
+            "teacher": "teacher.jsonl"}
 
 
 class SpecMismatch(ValueError):
     """The run folder holds an experiment made with other settings."""
-
-
-@dataclass
-class ExperimentSpec:
-    """What one experiment runs. Defaults follow DESIGN.md; ``student`` overrides TrainConfig fields, ``lm``
-    holds LMSettings fields (no ``model`` = the embedded SmolLM2 server)."""
-
-    dataset: str
-    method: str = "a2"
-    seed: int = 0
-    shots: int = 2
-    per_class: int = 10
-    texts_per_call: int = 3
-    group_size: int = 4
-    top_k: int = 5
-    max_rounds: int = 3
-    attempts: int = 3
-    threads: int = 4
-    eda_per_example: int | None = None  # default: per_class // shots, as many new texts as the generation adds
-    teacher_test_limit: int | None = None  # the llm method on a fixed, seeded sample of the test set
-    programs: str | None = None
-    data_dir: str | None = None
-    student: dict[str, Any] = field(default_factory=dict)
-    lm: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; known: {sorted(METHODS)}")
-        for name in ("shots", "per_class", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.teacher_test_limit is not None and self.teacher_test_limit < 1:
-            raise ValueError(f"teacher_test_limit must be >= 1, got {self.teacher_test_limit}")
-        unknown = set(self.lm) - {f.name for f in fields(LMSettings)}
-        if unknown:
-            raise ValueError(f"unknown [lm] setting(s) {sorted(unknown)}")
-
-    @property
-    def shots_used(self) -> int:
-        return METHODS[self.method].shots or self.shots
-
-    def augment_config(self, generation: str = "mix") -> AugmentConfig:
-        return AugmentConfig(shots=self.shots_used, seed=self.seed, per_class=self.per_class,
-                             texts_per_call=self.texts_per_call, group_size=self.group_size, top_k=self.top_k,
-                             max_rounds=self.max_rounds, attempts=self.attempts, num_threads=self.threads,
-                             **GENERATIONS[generation])
-
-    def train_config(self):
-        from promptmix_dspy.train import TrainConfig
-
-        return TrainConfig.for_dataset(self.dataset, **{"seed": self.seed, **self.student})
-
-    @property
-    def programs_dir(self) -> str | None:
-        """Compiled programs to use; ``{dataset}`` in the path becomes the dataset's name (programs/{dataset})."""
-        return self.programs.replace("{dataset}", dataset_key(self.dataset)) if self.programs else None
-
-    def lm_settings(self) -> LMSettings:
-        return LMSettings(**self.lm)
-
-    def fingerprint(self) -> dict:
-        """The settings that shape this method's result (a baseline cell ignores the LLM settings)."""
-        out = {k: v for k, v in asdict(self).items() if k not in _NOT_FINGERPRINTED | _unused_by(self.method)}
-        if "lm" in out:
-            out["lm"] = {k: v for k, v in self.lm.items() if k in ("model", "adapter", "max_tokens")}
-        return out
-
-
-def _unused_by(method_name: str) -> set[str]:
-    method = METHODS[method_name]
-    unused = set() if method.generation else {"texts_per_call", "group_size", "max_rounds"}
-    if not (method.generation or method.teacher):
-        unused |= {"top_k", "attempts", "programs", "lm"}
-    unused |= set() if method.teacher else {"teacher_test_limit"}
-    unused |= {"student"} if method.teacher else set()
-    return unused | (set() if method_name == "eda" else {"eda_per_example"})
-
-
-def dataset_key(dataset: str) -> str:
-    """A folder-safe short name: a built-in name as is, a file or folder by its name without suffix."""
-    return re.sub(r"[^\w.-]+", "_", Path(dataset).stem) if ("/" in dataset or "\\" in dataset) else dataset
-
-
-def load_spec_data(path: str | Path) -> dict[str, Any]:
-    """The raw tables of a TOML spec file."""
-    import tomllib
-
-    with open(path, "rb") as fh:
-        return tomllib.load(fh)
-
-
-def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:
-    """An ExperimentSpec from a TOML file (top-level keys, [student] and [lm] tables); None overrides ignored."""
-    data = load_spec_data(path)
-    data.pop("grid", None)
-    known = {f.name for f in fields(ExperimentSpec)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return ExperimentSpec(**merge_overrides(data, overrides))
-
-
-def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Spec values with overrides applied: None leaves a value alone, tables ([student], [lm]) are merged."""
-    out = dict(data)
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            out[key] = {**out.get(key, {}), **value}
-        elif value is not None:
-            out[key] = value
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -214,7 +105,8 @@ def _run_steps(cell: Cell, out: Path, lm: LazyLM, generation_dir: Path) -> dict:
     if method.teacher:
         from promptmix_dspy.teacher import run_teacher
 
-        return _row(cell, run_teacher(cell.spec, cell.split, out, lm))
+        result = run_teacher(cell.spec, cell.split, out, lm)
+        return _row(cell, {**result, "llm_call_seconds": llm_call_seconds(out, ("describe", "teacher"))})
     usage: dict = {"llm": None, "seconds": {}, "lm": None}
     if method.generation:
         cell.generated, usage = _generation(cell, method, generation_dir, lm)
@@ -237,6 +129,7 @@ def _generation(cell: Cell, method: Method, gen_dir: Path, lm: LazyLM) -> tuple[
     summary = read_json(gen_dir / "summary.json")
     usage = {"llm": generation_usage(gen_dir, method.generation_stages), "lm": read_json(gen_dir / "config.json")["lm"],
              "seconds": {k: v for k, v in summary["seconds"].items() if k in method.generation_stages},
+             "llm_call_seconds": llm_call_seconds(gen_dir, method.generation_stages),
              "relabeled_share": summary["relabeled_share"] if "relabel" in method.generation_stages else None,
              "generation": str(gen_dir)}
     return rows, usage
@@ -262,8 +155,28 @@ def _follow_embedded_port(gen_dir: Path, handle: LMHandle) -> None:
 
 def generation_usage(gen_dir: Path, stages: tuple[str, ...]) -> dict:
     """LLM calls, tokens and cost of the given stages of a generation, from its journals."""
-    journals = {"describe": "descriptions.jsonl", "generate": "generated.jsonl", "relabel": "relabeled.jsonl"}
-    return journal_usage([Path(gen_dir) / journals[s] for s in stages])
+    return journal_usage([Path(gen_dir) / JOURNALS[s] for s in stages])
+
+
+def llm_call_seconds(folder: Path, stages: tuple[str, ...]) -> dict[str, float]:
+    """Seconds summed over every LLM call of each stage (earlier, interrupted sessions included), from the
+    journals: the wall clock of one session misses resumed work. With N requests in flight, wall ~ this / N."""
+    out = {}
+    for stage in stages:
+        path = Path(folder) / JOURNALS[stage]
+        if path.exists():
+            out[stage] = round(sum((row.get("usage") or {}).get("seconds", 0.0) for row in _journal_lines(path)), 1)
+    return out
+
+
+def _journal_lines(path: Path) -> list[dict]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn last line of a killed run
+            break
+    return rows
 
 
 def _train(cell: Cell, rows: list[Example], out: Path) -> Path:

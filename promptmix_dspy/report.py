@@ -25,6 +25,7 @@ __all__ = ["STAGES", "cost_table", "format_cost", "mean_std", "results_table", "
 
 logger = logging.getLogger(__name__)
 STAGES = ("describe", "generate", "relabel", "teacher", "train", "evaluate")
+LLM_STAGES = ("describe", "generate", "relabel", "teacher")  # timed as seconds summed over calls
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -67,7 +68,7 @@ def _cell(stat: dict | None) -> str:
 def cost_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[str]) -> str:
     """Markdown: LLM calls, tokens, price and seconds per stage for each (dataset, method), mean over seeds."""
     head = ["dataset", "method", "seeds", "LLM calls", "prompt tokens", "completion tokens", "price (USD)",
-            *[f"{s} s" for s in STAGES]]
+            *[f"{s} {'call-s' if s in LLM_STAGES else 's'}" for s in STAGES]]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for d in datasets:
         for m in methods:
@@ -83,9 +84,15 @@ def _cost_cells(cell: list[dict]) -> list[str]:
     prices = [x.get("cost_usd") for x in llm if x]
     out.append("–" if not prices else "n/a" if None in prices else f"{statistics.fmean(prices):.4f}")
     for stage in STAGES:
-        secs = [r["seconds"][stage] for r in cell if stage in (r.get("seconds") or {})]
+        secs = [s for s in (_stage_seconds(r, stage) for r in cell) if s is not None]
         out.append(f"{statistics.fmean(secs):.0f}" if secs else "–")
     return out
+
+
+def _stage_seconds(row: dict, stage: str) -> float | None:
+    """Train/evaluate: wall seconds. LLM stages: seconds summed over calls (older rows: session wall time)."""
+    timing = row.get("llm_call_seconds") if stage in LLM_STAGES and row.get("llm_call_seconds") else row.get("seconds")
+    return (timing or {}).get(stage)
 
 
 def _mean_int(values: list[int]) -> str:
@@ -97,7 +104,8 @@ def format_cost(row: dict) -> str:
     llm = row.get("llm") or {}
     price = llm.get("cost_usd")
     price_text = "no LLM" if not llm else "n/a (not in litellm's price table)" if price is None else f"${price:.4f}"
-    stages = ", ".join(f"{k} {v:.0f}s" for k, v in (row.get("seconds") or {}).items())
+    stages = ", ".join([*(f"{k} {v:.0f}s" for k, v in (row.get("seconds") or {}).items() if k not in LLM_STAGES),
+                        *(f"{k} {v:.0f} call-s" for k, v in (row.get("llm_call_seconds") or {}).items())])
     return (f"LLM calls {llm.get('llm_calls', 0)}, tokens {llm.get('prompt_tokens', 0)} prompt + "
             f"{llm.get('completion_tokens', 0)} completion, price {price_text}; {stages}")
 
@@ -150,7 +158,9 @@ def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str,
              "## Settings", "", *_settings(grid, rows), "", "## Generated data", "", *_generation_lines(rows), "",
              "## Cost per cell (mean over seeds)", "",
              "a1 is charged only the describe and generate calls of the generation it shares with a2; a2 is "
-             "charged all of it. Seconds are wall time of the last session of each step.", "",
+             "charged all of it. LLM stages (call-s): seconds summed over the stage's calls, resumed sessions "
+             "included (with N requests in flight the wall time is about 1/N of it); train and evaluate: wall "
+             "seconds. Price: litellm's price table, n/a for a model it does not list (a local model).", "",
              cost_table(rows, grid.datasets, grid.methods), "", "## Plots", ""]
     parts += [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png"]
     finished = len(rows), len(grid.cells())

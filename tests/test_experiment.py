@@ -98,6 +98,8 @@ def test_cells_share_a_generation_and_a1_keeps_labels_as_generated(tmp_path, tin
     assert rows["a2"]["relabeled_share"] == pytest.approx(share, abs=1e-4)
     assert rows["a1"]["llm"]["llm_calls"] == len(LABELS)  # generation only: the relabel calls are a2's
     assert rows["a2"]["llm"]["llm_calls"] == len(LABELS) * (1 + PER_CLASS)
+    assert set(rows["a1"]["llm_call_seconds"]) == {"generate"}  # from the journals, resumed sessions included
+    assert set(rows["a2"]["llm_call_seconds"]) == {"generate", "relabel"}
 
 
 def test_finished_steps_are_not_redone(tmp_path, tiny_bert, dataset_dir, server, monkeypatch):
@@ -130,6 +132,7 @@ def test_teacher_scores_the_relabeler_and_counts_failed_answers_as_wrong(tmp_pat
     assert row["no_answer"] == 9 - len(answered)
     assert all(p["prediction"] == "(no answer)" for p in predictions if p not in answered)
     assert row["accuracy"] == pytest.approx(sum(p["label"] == "HUM" for p in answered) / 9)
+    assert set(row["llm_call_seconds"]) == {"teacher"}
 
 
 def test_a_folder_made_with_other_settings_is_refused(tmp_path, tiny_bert, dataset_dir, server):

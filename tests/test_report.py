@@ -59,13 +59,17 @@ def test_results_table_has_a_row_per_method_and_a_column_per_dataset():
 
 def test_cost_table_and_line_report_calls_tokens_price_and_seconds():
     llm = {"llm_calls": 30, "prompt_tokens": 9000, "completion_tokens": 300, "cost_usd": None}
-    rows = [_row("trec6", "a2", s, 0.5, llm={**llm, "llm_calls": 30 + 10 * s}) for s in (0, 1)]
-    line = cost_table(rows, ["trec6"], ["a2", "baseline"]).splitlines()[2].split(" | ")
+    rows = [_row("trec6", "a2", s, 0.5, llm={**llm, "llm_calls": 30 + 10 * s},
+                 llm_call_seconds={"generate": 100.0 + 10 * s}) for s in (0, 1)]
+    table = cost_table(rows, ["trec6"], ["a2", "baseline"]).splitlines()
+    assert table[0].split(" | ")[8] == "generate call-s" and len(table) == 3  # no baseline rows, no line
+    line = table[2].split(" | ")
     assert line[:7] == ["| trec6", "a2", "2", "35", "9000", "300", "n/a"]
+    assert line[8] == "105" and line[9] == "–"  # generate: call-seconds summed from the journals; no relabel
     assert line[11] == "10" and line[12].startswith("2")  # train s = mean(10, 11) rounded; evaluate 2
     priced = dict(llm, cost_usd=0.0123)
-    assert "$0.0123" in format_cost({"llm": priced, "seconds": {"train": 3.0}}) and "train 3s" in format_cost(
-        {"llm": priced, "seconds": {"train": 3.0}})
+    line = format_cost({"llm": priced, "seconds": {"train": 3.0}, "llm_call_seconds": {"relabel": 40.2}})
+    assert "$0.0123" in line and "train 3s" in line and "relabel 40 call-s" in line
     assert "no LLM" in format_cost({"llm": None, "seconds": {}})
 
 
