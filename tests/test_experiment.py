@@ -161,7 +161,7 @@ def test_specs_load_from_toml_and_refuse_unknown_keys(tmp_path):
     assert (spec.student["epochs"], spec.student["lr"]) == (1, 4e-5)  # the flag overrides, the rest of [student] stays
     grid = load_grid(Path(__file__).parents[1] / "evals" / "bench_smollm2.toml", seeds=[0])
     assert grid.datasets == ["trec6", "subj"] and len(grid.cells()) == 2 * 7
-    assert grid.cells()[0].teacher_test_limit == 100
+    assert grid.cells()[0].teacher_test_limit == 50
     bad = tmp_path / "bad.toml"
     bad.write_text("[grid]\ndatasets = ['trec6']\nmethods = ['a2']\nper_class = 5\n")
     with pytest.raises(ValueError, match="takes datasets, methods and seeds only"):
