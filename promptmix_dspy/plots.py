@@ -14,7 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["BACKGROUND_PER_CLASS", "label_matrix", "plot_accuracy", "plot_boundary", "plot_label_matrix"]
+__all__ = ["BACKGROUND_PER_CLASS", "label_matrix", "plot_accuracy", "plot_boundary", "plot_label_matrix",
+           "read_jsonl_rows"]
 
 BACKGROUND_PER_CLASS = 40  # train texts per class drawn as the class clusters (train only, never test)
 
@@ -32,7 +33,7 @@ def _colours(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _jsonl(path: Path) -> list[dict]:
+def read_jsonl_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
@@ -68,7 +69,7 @@ def plot_boundary(dataset: str, gen_dir: Path, data_dir: str | None, path: Path,
     """The boundary picture of one generation (seed examples, class clusters, generated texts)."""
     gen_dir = Path(gen_dir)
     labels = json.loads((gen_dir / "labels.json").read_text(encoding="utf-8"))
-    seeds, generated = _jsonl(gen_dir / "seeds.jsonl"), _jsonl(gen_dir / "augmented.jsonl")
+    seeds, generated = read_jsonl_rows(gen_dir / "seeds.jsonl"), read_jsonl_rows(gen_dir / "augmented.jsonl")
     background = _background(train if train is not None else _train(dataset, data_dir), labels,
                              {s["text"] for s in seeds})
     groups = {"train": background, "seed": seeds, "generated": generated}
@@ -154,7 +155,7 @@ def label_matrix(rows: Sequence[dict], labels: Sequence[str]) -> list[list[int]]
 def plot_label_matrix(dataset: str, gen_dirs: Sequence[Path], path: Path) -> Path:
     """generated_for -> final label over the given generations (seeds pooled), row-normalised colour, counts."""
     labels = json.loads((Path(gen_dirs[0]) / "labels.json").read_text(encoding="utf-8"))
-    rows = [r for d in gen_dirs for r in _jsonl(Path(d) / "augmented.jsonl")]
+    rows = [r for d in gen_dirs for r in read_jsonl_rows(Path(d) / "augmented.jsonl")]
     matrix = label_matrix(rows, labels)
     rates = [[c / max(sum(row), 1) for c in row] for row in matrix]
     n = len(labels)

@@ -122,23 +122,41 @@ def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], c
     out, dest = Path(out), Path(report_dir or out)
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(dest / "results.jsonl", rows)
-    files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, out, dest, rows)]
+    generations = {dataset: _generations(out, dataset_key(dataset), grid.seeds) for dataset in grid.datasets}
+    files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows)]
     table = results_table(rows, grid.datasets, grid.methods)
-    atomic_write_text(dest / "results.md", _markdown(grid, rows, table, command, files))
+    examples = [line for dataset, gens in generations.items() if gens for line in examples_table(dataset, gens[0])]
+    atomic_write_text(dest / "results.md", _markdown(grid, rows, table, command, files, examples))
     return {"table": table, "files": files}
 
 
-def _plots(grid: "GridSpec", out: Path, dest: Path, rows: Sequence[dict]) -> list[Path]:
+def examples_table(dataset: str, gen_dir: Path, per_class: int = 2, width: int = 110) -> list[str]:
+    """Markdown: the first generated texts of each class in one generation, with their mix and final label."""
+    from promptmix_dspy.plots import read_jsonl_rows
+
+    shown: dict[str, int] = defaultdict(int)
+    where = f"{dataset_key(dataset)} {Path(gen_dir).parent.name}"
+    lines = [f"Generated texts, {where} (the first {per_class} per class):",
+             "", "| generated for | mixed with | majority share | final label | text |", "|---|---|---:|---|---|"]
+    for row in read_jsonl_rows(Path(gen_dir) / "augmented.jsonl"):
+        if shown[row["generated_for"]] < per_class:
+            shown[row["generated_for"]] += 1
+            text = " ".join(row["text"].split()).replace("|", "\\|")
+            text = text if len(text) <= width else text[: width - 1] + "…"
+            lines.append(f"| {row['generated_for']} | {row.get('minority') or '–'} | {row.get('majority_share', '')} "
+                         f"| {row['label']} | {text} |")
+    return lines + [""]
+
+
+def _plots(grid: "GridSpec", generations: dict[str, list[Path]], dest: Path, rows: Sequence[dict]) -> list[Path]:
     from promptmix_dspy.plots import plot_accuracy, plot_boundary, plot_label_matrix
 
     files = [plot_accuracy(rows, grid.datasets, grid.methods, dest / "accuracy.png")] if rows else []
-    for dataset in grid.datasets:
-        key = dataset_key(dataset)
-        generations = _generations(out, key, grid.seeds)
-        if generations:
-            data_dir = grid.base.get("data_dir")
-            files.append(plot_boundary(dataset, generations[0], data_dir, dest / f"boundary_{key}.png"))
-            files.append(plot_label_matrix(key, generations, dest / f"labels_{key}.png"))
+    for dataset, gens in generations.items():
+        if gens:
+            key = dataset_key(dataset)
+            files.append(plot_boundary(dataset, gens[0], grid.base.get("data_dir"), dest / f"boundary_{key}.png"))
+            files.append(plot_label_matrix(key, gens, dest / f"labels_{key}.png"))
     return files
 
 
@@ -148,14 +166,15 @@ def _generations(out: Path, key: str, seeds: Sequence[int]) -> list[Path]:
     return [f for f in folders if (f / "augmented.jsonl").exists()]
 
 
-def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str,
-              files: list[Path]) -> str:
+def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str, files: list[Path],
+              examples: list[str]) -> str:
     seeds = ", ".join(str(s) for s in grid.seeds)
     parts = [f"# PromptMix benchmark: {', '.join(dataset_key(d) for d in grid.datasets)}", "",
              f"Test accuracy (%), mean ± standard deviation over seeds {seeds} (sample standard deviation, "
              f"n - 1). Numbers as they came from one run; nothing was tuned on the test sets.", "", table, "",
              "Macro-F1 (%):", "", results_table(rows, grid.datasets, grid.methods, "macro_f1"), "",
-             "## Settings", "", *_settings(grid, rows), "", "## Generated data", "", *_generation_lines(rows), "",
+             "## Settings", "", *_settings(grid, rows), "",
+             "## Generated data", "", *_generation_lines(rows), "", *examples,
              "## Cost per cell (mean over seeds)", "",
              "a1 is charged only the describe and generate calls of the generation it shares with a2; a2 is "
              "charged all of it. LLM stages (call-s): seconds summed over the stage's calls, resumed sessions "

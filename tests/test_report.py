@@ -119,6 +119,7 @@ def test_write_grid_report(tmp_path, monkeypatch):
     md = (out / "results.md").read_text()
     assert "| **a2**" in md and "70.0 ± 20.0" in md and "![labels_trec6](labels_trec6.png)" in md
     assert "trec6 / a2: 25.0%" in md and "`promptmix bench --out grid`" in md and "Cells finished: 5 of 12" in md
+    assert "| HUM | – |  | LOC | gen HUM 0 0 |" in md  # an example row: generated for HUM, relabeled LOC
 
 
 def test_report_dir_holds_the_whole_report(tmp_path):
