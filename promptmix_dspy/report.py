@@ -198,7 +198,8 @@ def _settings(grid: "GridSpec", rows: Sequence[dict]) -> list[str]:
             f"- Few-shot: {spec.shots} seed examples per class (baseline5: 5), drawn by seed from train.",
             f"- Generation: up to {spec.per_class} kept per class, {spec.texts_per_call} texts per call, groups of "
             f"{spec.group_size} classes, majority share 0.5 + 0.5·Beta(5, 2) rounded to 0.05 (nomix: 1.0), up to "
-            f"{spec.max_rounds} round{'s' if spec.max_rounds != 1 else ''}; relabeling offers the top {spec.top_k} classes by MiniLM similarity.",
+            f"{spec.max_rounds} round{'s' if spec.max_rounds != 1 else ''}; relabeling offers the top {spec.top_k} "
+            f"classes by MiniLM similarity.",
             f"- Student: {train.student}, {train.epochs} epochs, batch {train.batch_size}, lr {train.lr}, weight "
             f"decay {train.weight_decay}, warmup {train.warmup_ratio}, max length {train.max_length}; the same "
             f"for every method.",
