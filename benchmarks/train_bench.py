@@ -120,6 +120,22 @@ def parent(args: argparse.Namespace) -> None:
         for variant in VARIANTS:  # interleaved, so drift in machine load hits every variant alike
             results[variant].append(_spawn(args, variant))
     _print(args, results)
+    _print_padding(args)
+
+
+def _print_padding(args: argparse.Namespace) -> None:
+    """Tokens the model runs over in one epoch, padding included: load-independent, it explains the speed."""
+    from transformers import AutoTokenizer
+
+    from promptmix_dspy.student import LengthGroupedBatches, resolve_student
+
+    rows, _, _ = _rows(args)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_student(args.student))
+    lengths = [len(x) for x in tokenizer([r.text for r in rows], truncation=True, max_length=50)["input_ids"]]
+    for name, group in (("length-grouped (ours)", True), ("random (plain Trainer)", False)):
+        batches = list(LengthGroupedBatches(lengths, SETTINGS["batch_size"], seed=0, group=group))
+        padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+        print(f"tokens per epoch, {name}: {padded} ({padded / sum(lengths) - 1:.0%} padding)")
 
 
 def _spawn(args: argparse.Namespace, variant: str) -> dict:
