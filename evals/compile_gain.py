@@ -137,7 +137,8 @@ def _render(args: argparse.Namespace, optimizers: list[str], lines: list[str], l
         + (f"{args.dev_per_class} per class from the rest of train" if args.dev_per_class else
            "leave-one-out over the seeds (a seed never sees itself in a card or demo)"),
         f"- generator: {args.generator_calls} training and {args.generator_dev_calls} dev mix calls per class, "
-        f"3 texts each; GeneratorMetric judged by the (compiled) relabeler",
+        f"3 texts each; GeneratorMetric judged by the relabeler compiled by the same optimizer (before and after "
+        f"use that one judge, so the generator's 'before' differs between optimizers)",
         f"- test: seeded subsample of {args.test_size or 'all'} test questions, reported only",
         f"- optimizers: {opts}",
         f"- LM: {model}, adapter {lm['adapter']}, max_tokens {lm['max_tokens']}; top-k {args.top_k} candidates",
