@@ -19,7 +19,7 @@ import dspy
 
 __all__ = ["OPTIMIZERS", "OptimizerSpec", "get_optimizer", "parse_settings"]
 
-SmallSets = Callable[[dict, int], dict]  # (settings, valset size) -> defaults that depend on the data
+DataDefaults = Callable[[dict, int], dict]  # (settings, valset size) -> defaults that depend on the data
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class OptimizerSpec:
     labeled_only: bool = False
     needs_reflection_lm: bool = False
     budget_keys: tuple[str, ...] = ()
-    data_defaults: SmallSets | None = None
+    data_defaults: DataDefaults | None = None
 
     def accepted(self) -> tuple[set[str], set[str]]:
         """Setting names the constructor and ``compile`` accept (data and programs are ours to pass)."""
