@@ -46,6 +46,7 @@ class CompileConfig:
 
     ``compact_demos`` drops the class cards from every demo: the prompt shows the cards already, and a demo
     that repeats them costs hundreds of tokens (more than a small local model's context holds with 4 demos).
+    A compiled program that scores lower on dev than the uncompiled one is not kept unless ``keep_worse``.
     """
 
     program: str = "all"
@@ -62,6 +63,7 @@ class CompileConfig:
     group_size: int = 4
     num_threads: int = 4
     compact_demos: bool = True
+    keep_worse: bool = False
 
     def __post_init__(self) -> None:
         if self.program not in (*PROGRAMS, "all"):
@@ -92,6 +94,7 @@ class CompileResult:
     seconds: float
     compact_demos: bool = True
     judge: str | None = None  # the generator's metric: which relabeler judged its texts
+    kept: str = "compiled"  # or "uncompiled": compiling lowered the dev score, so the original was kept
 
     def record(self) -> dict[str, Any]:
         """What meta.json says about this program (no module, no secrets)."""
@@ -199,10 +202,15 @@ def _compile(task: Task, config: CompileConfig, handle: LMHandle, reflection_lm:
     _tidy_demos(compiled, config.compact_demos)
     after = evaluate_program(compiled, task.devset, task.metric, handle, config.num_threads)
     logger.info("%s: dev %s %.3f -> %.3f", task.name, task.metric_name, before, after)
+    kept = "compiled"
+    if after < before and not config.keep_worse:
+        logger.warning("%s: compiling lowered the dev score (%.3f -> %.3f): keeping the uncompiled program "
+                       "(--keep-worse keeps the compiled one)", task.name, before, after)
+        compiled, kept = task.student.deepcopy(), "uncompiled"
     settings = spec.resolve(config.settings, len(task.devset), config.num_threads, config.seed)
     return CompileResult(task.name, compiled, config.optimizer, settings, task.dev_mode, len(task.devset),
                          task.metric_name, before, after, round(time.monotonic() - start, 1), config.compact_demos,
-                         judge)
+                         judge, kept)
 
 
 def _tidy_demos(program: dspy.Module, compact: bool) -> None:

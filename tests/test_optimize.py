@@ -231,3 +231,26 @@ def test_cli_compile_then_augment_with_the_programs(tmp_path):
     assert used.returncode == 0, used.stderr[-2000:]
     assert "using the compiled relabeler" in used.stderr and "kept 6 examples" in used.stdout
     assert all(SECRET not in f.read_text() for f in programs.iterdir())  # the key was used, never saved
+
+
+def _spoiled_by_demos(messages: list[dict], params: dict) -> str:
+    """Labels right with no demos in the prompt, wrong once demos (extra user turns) are shown."""
+    answer = json.loads(RuleResponder(generate=_generate)(messages, params))
+    if "label" in answer and sum(m["role"] == "user" for m in messages) > 1:
+        candidates = [c["name"] for c in json.loads(parse_fields(messages[-1]["content"])["candidate_classes"])]
+        answer["label"] = next(c for c in candidates if c != answer["label"])
+    return json.dumps(answer)
+
+
+@pytest.mark.parametrize("keep_worse", [False, True])
+def test_a_compile_that_lowers_the_dev_score_keeps_the_original_unless_asked(tmp_path, keep_worse):
+    handle = _handle(_spoiled_by_demos)
+    config = CompileConfig(optimizer="labeled", program="relabeler", top_k=3, num_threads=1, keep_worse=keep_worse)
+    result = compile_programs(_dataset(), tmp_path, config, handle)["relabeler"]
+    assert (result.dev_before, result.dev_after) == (1.0, 0.0)
+    saved = read_meta(tmp_path)["programs"]["relabeler"]
+    assert saved["kept"] == ("compiled" if keep_worse else "uncompiled")
+    assert (saved["demos"]["relabel"] > 0) == keep_worse
+    program = _fresh(handle)
+    load_compiled(program, tmp_path, LABELS)
+    assert (len(program.relabeler.relabel.demos) > 0) == keep_worse
