@@ -12,6 +12,7 @@ error message cannot leak it into a journal.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -141,6 +142,14 @@ def _add_row_usage(total: dict, row: dict) -> None:
         total["cost_usd"] = None if cost is None and usage.get("prompt_tokens") else total["cost_usd"] + (cost or 0.0)
 
 
+@functools.lru_cache(maxsize=1)
+def _file_mode() -> int:
+    """The mode open() would give a new file (0666 less the umask); read once, on the first write."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +159,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.write(redact(text, str(path)))
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode())  # mkstemp makes it 0600; a result file should read like any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

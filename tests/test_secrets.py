@@ -160,3 +160,11 @@ def test_a_saved_program_holds_no_key_even_with_an_lm_attached(tmp_path, monkeyp
     relabeler.save(str(tmp_path / "relabeler.json"))
     saved = (tmp_path / "relabeler.json").read_text()
     assert "gpt-4o-mini" in saved and CUSTOM_SENTINEL not in saved
+
+
+def test_atomic_write_gives_a_normal_file_mode(tmp_path):
+    """mkstemp creates 0600 files; a written result must get the mode open() would give (0666 less the umask)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask
