@@ -151,6 +151,7 @@ def _start_run_folder(out: Path, dataset: Dataset, split: FewShotSplit, config: 
         logger.info("resuming the run in %s", out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config_path, {**record, "resumable_settings": {k: getattr(config, k) for k in _RESUMABLE},
+                                    "lm_transport": handle.transport,
                                     "versions": versions(), "updated": now_iso()})
     atomic_write_json(out / "labels.json", dataset.labels)
     atomic_write_jsonl(out / "seeds.jsonl", [asdict(e) for e in split.seeds])

@@ -35,6 +35,10 @@ MaxTokensOpt = typer.Option(256, "--max-tokens", help="Max completion tokens per
 NoCacheOpt = typer.Option(False, "--no-cache", help="Bypass DSPy's response cache.")
 ServerParallelOpt = typer.Option(2, "--server-parallel", help="Parallel slots of the embedded server.")
 ThreadsOpt = typer.Option(4, "--threads", help="LLM requests in flight.")
+TimeoutOpt = typer.Option(None, "--timeout", help="Seconds one LLM request may take before it is retried "
+                          "(default 120; raise it for a slow local model).")
+RetriesOpt = typer.Option(None, "--num-retries", help="Transport retries of one LLM request, with backoff "
+                          "(timeouts, 429, 5xx, broken connections; default 3).")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -81,11 +85,13 @@ def serve(parallel: int = typer.Option(1, "--parallel", min=1, help="Requests an
 
 
 def _lm_settings(lm: Optional[str], api_base: Optional[str], api_key_env: Optional[str], adapter: str,
-                 max_tokens: int, no_cache: bool, server_parallel: int):
+                 max_tokens: int, no_cache: bool, server_parallel: int, timeout: Optional[float] = None,
+                 num_retries: Optional[int] = None):
     from promptmix_dspy.lm import LMSettings
 
+    transport = {k: v for k, v in {"timeout": timeout, "num_retries": num_retries}.items() if v is not None}
     return LMSettings(model=lm, api_base=api_base, api_key_env=api_key_env, adapter=adapter,
-                      max_tokens=max_tokens, cache=not no_cache, server_parallel=server_parallel)
+                      max_tokens=max_tokens, cache=not no_cache, server_parallel=server_parallel, **transport)
 
 
 def _load(dataset: str, data_dir: Optional[Path], text_column: str, label_column: str,
@@ -128,6 +134,8 @@ def augment(
     max_tokens: int = MaxTokensOpt,
     no_cache: bool = NoCacheOpt,
     server_parallel: int = ServerParallelOpt,
+    timeout: Optional[float] = TimeoutOpt,
+    num_retries: Optional[int] = RetriesOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """Generate borderline examples, relabel them, and write OUT/augmented.jsonl with provenance."""
@@ -141,7 +149,8 @@ def augment(
                                group_size=group_size, top_k=top_k, fixed_share=majority_share,
                                relabel=not no_relabel, describe=describe, max_rounds=max_rounds, attempts=attempts,
                                num_threads=threads, max_errors=max_errors, max_cost=max_cost, encoder=encoder)
-        settings = _lm_settings(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
+        settings = _lm_settings(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel, timeout,
+                                num_retries)
         ds = _load(dataset, data_dir, text_column, label_column, descriptions)
         with open_lm(settings) as handle:
             result = run_augment(ds, out, config, handle, programs=programs)
@@ -183,6 +192,8 @@ def describe(
     max_tokens: int = MaxTokensOpt,
     no_cache: bool = NoCacheOpt,
     server_parallel: int = ServerParallelOpt,
+    timeout: Optional[float] = TimeoutOpt,
+    num_retries: Optional[int] = RetriesOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """Have the LM write a one-sentence description of every class from its name and seed examples."""
@@ -195,7 +206,8 @@ def describe(
 
     try:
         config = AugmentConfig(shots=shots, seed=seed, describe="always", num_threads=threads)
-        settings = _lm_settings(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
+        settings = _lm_settings(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel, timeout,
+                                num_retries)
         split = few_shot_split(_load(dataset, data_dir, text_column, label_column, None), shots, seed)
         out.mkdir(parents=True, exist_ok=True)
         with open_lm(settings) as handle:
@@ -346,6 +358,8 @@ def compile_command(
                                                 "that rewrites instructions (gepa only)."),
     reflection_api_base: Optional[str] = typer.Option(None, "--reflection-api-base", help="Endpoint URL for "
                                                       "--reflection-lm."),
+    keep_worse: bool = typer.Option(False, "--keep-worse", help="Save a compiled program even when it scores "
+                                    "lower on dev than the uncompiled one (by default the uncompiled is saved)."),
     shots: int = ShotsOpt,
     seed: int = SeedOpt,
     threads: int = ThreadsOpt,
@@ -360,6 +374,8 @@ def compile_command(
     max_tokens: int = MaxTokensOpt,
     no_cache: bool = NoCacheOpt,
     server_parallel: int = ServerParallelOpt,
+    timeout: Optional[float] = TimeoutOpt,
+    num_retries: Optional[int] = RetriesOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """Optimize the relabeler and/or the generator against a dev split and save them for `augment --programs`."""
@@ -374,9 +390,10 @@ def compile_command(
         config = CompileConfig(program=program, optimizer=optimizer, settings=parse_settings(opt), shots=shots,
                                seed=seed, dev_per_class=dev_per_class, top_k=top_k, encoder=encoder,
                                generator_calls=generator_calls, generator_dev_calls=generator_dev_calls,
-                               num_threads=threads)
+                               num_threads=threads, keep_worse=keep_worse)
         check_reflection_lm(config, reflection_lm)
-        settings = _lm_settings(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
+        settings = _lm_settings(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel, timeout,
+                                num_retries)
         ds = _load(dataset, data_dir, text_column, label_column, descriptions)
         with contextlib.ExitStack() as stack:
             reflection = None
@@ -390,7 +407,8 @@ def compile_command(
         _fail(exc)
     for name, result in results.items():
         typer.echo(f"{name}: {result.optimizer}, dev {result.metric} ({result.dev_mode}, n={result.dev_size}) "
-                   f"{result.dev_before:.3f} -> {result.dev_after:.3f} in {result.seconds:.0f}s")
+                   f"{result.dev_before:.3f} -> {result.dev_after:.3f} in {result.seconds:.0f}s; saved the "
+                   f"{result.kept} program")
     typer.echo(f"wrote {out} (use: promptmix augment --programs {out} ...)")
 
 
@@ -418,9 +436,11 @@ def _csv(text: Optional[str], cast: type = str) -> Optional[list]:
 
 
 def _lm_overrides(lm: Optional[str], api_base: Optional[str], api_key_env: Optional[str], adapter: str,
-                  max_tokens: int, no_cache: bool, server_parallel: int) -> dict:
+                  max_tokens: int, no_cache: bool, server_parallel: int, timeout: Optional[float] = None,
+                  num_retries: Optional[int] = None) -> dict:
     """LMSettings fields given on the command line (flags left at their default do not override a spec)."""
-    given = {"model": lm, "api_base": api_base, "api_key_env": api_key_env,
+    given = {"model": lm, "api_base": api_base, "api_key_env": api_key_env, "timeout": timeout,
+             "num_retries": num_retries,
              "adapter": None if adapter == "auto" else adapter, "max_tokens": None if max_tokens == 256 else max_tokens,
              "cache": False if no_cache else None, "server_parallel": None if server_parallel == 2 else server_parallel}
     return {k: v for k, v in given.items() if v is not None}
@@ -480,6 +500,8 @@ def run_command(
     max_tokens: int = MaxTokensOpt,
     no_cache: bool = NoCacheOpt,
     server_parallel: int = ServerParallelOpt,
+    timeout: Optional[float] = TimeoutOpt,
+    num_retries: Optional[int] = RetriesOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """One experiment: few-shot split -> descriptions -> generate -> relabel -> train -> evaluate, in one folder."""
@@ -489,7 +511,8 @@ def run_command(
     from promptmix_dspy.runner import RunStopped
 
     try:
-        lm_fields = _lm_overrides(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
+        lm_fields = _lm_overrides(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel,
+                                  timeout, num_retries)
         overrides = {"dataset": dataset, "method": method, "seed": seed,
                      **_spec_overrides(shots, per_class, teacher_test_limit, student, epochs, threads, data_dir,
                                        lm_fields, programs)}
@@ -555,6 +578,8 @@ def bench(
     max_tokens: int = MaxTokensOpt,
     no_cache: bool = NoCacheOpt,
     server_parallel: int = ServerParallelOpt,
+    timeout: Optional[float] = TimeoutOpt,
+    num_retries: Optional[int] = RetriesOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """The paper's table: datasets x methods x seeds, then results.{jsonl,md} and plots in OUT."""
@@ -567,7 +592,8 @@ def bench(
     from promptmix_dspy.runner import RunStopped
 
     try:
-        lm_fields = _lm_overrides(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel)
+        lm_fields = _lm_overrides(lm, api_base, api_key_env, adapter, max_tokens, no_cache, server_parallel,
+                                  timeout, num_retries)
         grid = load_grid(config, datasets=_csv(datasets), methods=_csv(methods), seeds=_csv(seeds, int),
                          **_spec_overrides(shots, per_class, teacher_test_limit, student, epochs, threads, data_dir,
                                            lm_fields, programs))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -103,7 +102,3 @@ class CandidateSelector:
 
     def __deepcopy__(self, memo):
         return self
-
-
-def encoder_name(encoder: SentenceEncoder | None) -> str | None:
-    return Path(encoder.name).name if encoder is not None else None

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
 import dspy
@@ -186,6 +186,7 @@ class LMHandle:
     api_base: str | None
     adapter_name: str
     embedded: bool
+    transport: dict = field(default_factory=dict)  # timeout and retry settings: how calls were made, not what
 
     def context(self, **overrides: Any):
         return dspy.context(lm=self.lm, adapter=self.adapter, track_usage=True, **overrides)
@@ -235,7 +236,9 @@ def build_handle(settings: LMSettings, model: str, api_base: str | None, embedde
     lm = PromptMixLM(model, engine="litellm", max_tokens=settings.max_tokens, retry=settings.retry_policy(),
                      timeout=settings.timeout, cache=settings.cache, endpoint_tag=tag, **kwargs)
     logger.info("LM %s%s (adapter %s)", model, f" at {api_base}" if api_base else "", adapter_name)
-    return LMHandle(lm, ADAPTERS[adapter_name](), model, api_base, adapter_name, embedded)
+    transport = {k: getattr(settings, k) for k in ("timeout", "num_retries", "backoff", "max_backoff",
+                                                   "max_retry_after")}
+    return LMHandle(lm, ADAPTERS[adapter_name](), model, api_base, adapter_name, embedded, transport)
 
 
 def settings_dict(settings: LMSettings) -> dict:

@@ -30,8 +30,8 @@ from promptmix_dspy.optimizers import get_optimizer
 from promptmix_dspy.signatures import ClassCard
 from promptmix_dspy.store import atomic_write_json, now_iso, read_json, versions
 
-__all__ = ["PROGRAMS", "CompileConfig", "CompileResult", "build_selector", "check_reflection_lm", "class_cards", "compile_programs",
-           "evaluate_program", "load_compiled", "load_state", "read_meta", "save_compiled"]
+__all__ = ["PROGRAMS", "CompileConfig", "CompileResult", "build_selector", "check_reflection_lm", "class_cards",
+           "compile_programs", "evaluate_program", "load_compiled", "load_state", "read_meta", "save_compiled"]
 
 logger = logging.getLogger(__name__)
 PROGRAMS = ("relabeler", "generator")

@@ -6,9 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 
 from promptmix_dspy.testing import ScriptedServer
 
@@ -26,7 +24,7 @@ def test_augment_trec6_over_http(tmp_path, data_dir):
     with ScriptedServer() as server:
         proc = _promptmix("augment", "--dataset", "trec6", "--data-dir", str(data_dir), "--shots", "2",
                           "--seed", "0", "--per-class", "4", "--lm", "hosted_vllm/scripted", "--api-base",
-                          server.base_url, "--out", str(out))
+                          server.base_url, "--timeout", "30", "--num-retries", "1", "--out", str(out))
         requests = list(server.requests)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "augmented.jsonl").read_text().splitlines()]
@@ -42,6 +40,7 @@ def test_augment_trec6_over_http(tmp_path, data_dir):
     assert all(r["temperature"] == 0.0 for r in relabel_calls)
     config = json.loads((out / "config.json").read_text())
     assert config["lm"]["api_base"] == server.base_url and config["augment"]["top_k"] == 5
+    assert (config["lm_transport"]["timeout"], config["lm_transport"]["num_retries"]) == (30.0, 1)
 
 
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path):
@@ -57,6 +56,13 @@ def test_unset_api_key_env_is_refused(tmp_path, data_dir):
     proc = _promptmix("augment", "--dataset", "trec6", "--data-dir", str(data_dir), "--out", str(tmp_path / "o"),
                       "--lm", "openai/gpt-4o-mini", "--api-key-env", "PROMPTMIX_TEST_NO_SUCH_KEY")
     assert proc.returncode == 2 and "PROMPTMIX_TEST_NO_SUCH_KEY" in proc.stderr
+
+
+def test_bad_lm_transport_settings_are_refused(tmp_path, data_dir):
+    proc = _promptmix("augment", "--dataset", "trec6", "--data-dir", str(data_dir), "--out", str(tmp_path / "o"),
+                      "--lm", "openai/none", "--timeout", "0")
+    assert proc.returncode == 2 and "timeout must be > 0" in proc.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_describe_command(tmp_path, data_dir):

@@ -254,3 +254,14 @@ def test_a_compile_that_lowers_the_dev_score_keeps_the_original_unless_asked(tmp
     program = _fresh(handle)
     load_compiled(program, tmp_path, LABELS)
     assert (len(program.relabeler.relabel.demos) > 0) == keep_worse
+
+
+def test_cli_keep_worse_saves_the_compiled_program(tmp_path):
+    data = _write_toy(tmp_path / "toy")
+    with ScriptedServer(_spoiled_by_demos) as server:
+        made = _cli("compile", "--dataset", str(data), "--descriptions", str(data / "descriptions.json"),
+                    "--top-k", "3", "--threads", "1", "--lm", "hosted_vllm/scripted", "--api-base", server.base_url,
+                    "--program", "relabeler", "--optimizer", "labeled", "--keep-worse", "--out", str(tmp_path / "p"))
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert "1.000 -> 0.000" in made.stdout and "saved the compiled program" in made.stdout
+    assert read_meta(tmp_path / "p")["programs"]["relabeler"]["kept"] == "compiled"
