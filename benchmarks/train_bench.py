@@ -9,7 +9,7 @@ memory (max RSS on CPU, torch's peak allocation on CUDA) belongs to that variant
   trainer+group   transformers.Trainer with length-grouped sampling, for reference
 Inference: promptmix_dspy.student.predict at batch 64 over the TREC6 test split, on ours' saved model.
 
-    python benchmarks/train_bench.py --data-dir /work/shared/data [--rows 1024] [--device cpu|cuda]
+    python benchmarks/train_bench.py --data-dir ../shared/data [--rows 1024] [--device cpu|cuda]
 """
 
 from __future__ import annotations

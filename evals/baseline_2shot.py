@@ -6,7 +6,7 @@ are the authors' student defaults (5 epochs, batch 8, lr 4e-5, 6e-5 and weight d
 warmup 0.1, max length 50); the student is the packaged all-MiniLM-L6-v2 (the paper used DistilBERT, which is
 not available offline here). The test split is used once per run, for the final score only.
 
-    python evals/baseline_2shot.py --data-dir /work/shared/data
+    python evals/baseline_2shot.py --data-dir ../shared/data
 writes evals/results/baseline_2shot.{json,md}; finished runs under --out are reused.
 """
 
@@ -70,7 +70,7 @@ def write_results(table: dict[str, dict], args: argparse.Namespace) -> None:
                      f"{100 * s['accuracy_std']:.1f} | {100 * s['macro_f1_mean']:.1f} ± {100 * s['macro_f1_std']:.1f} "
                      f"| {per_seed} | {100 * s['majority_class_accuracy']:.1f} |")
     lines += ["", "Majority class: the test accuracy of always answering the most frequent test class, for scale.",
-              "", "Reproduce: `python evals/baseline_2shot.py --data-dir /work/shared/data`"]
+              "", "Reproduce: `python evals/baseline_2shot.py --data-dir ../shared/data`"]
     (RESULTS / "baseline_2shot.md").write_text("\n".join(lines) + "\n")
 
 

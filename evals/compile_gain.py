@@ -4,7 +4,7 @@ For each optimizer given, the relabeler and the generator are compiled on the fe
 over the seeds, or --dev-per-class examples drawn from the rest of train) and scored before and after. Test
 accuracy is only reported, on a seeded subsample of the test split (--test-size); nothing is chosen with it.
 
-    python evals/compile_gain.py --dataset trec6 --data-dir /work/shared/data --optimizer labeled \\
+    python evals/compile_gain.py --dataset trec6 --data-dir ../shared/data --optimizer labeled \\
         --optimizer bootstrap --save programs/trec6 --table evals/results/compile_gain_trec6.md
 
 With no --lm the embedded SmolLM2 server is used. Prints a markdown table, with the settings beside it.

@@ -5,7 +5,7 @@ Settings are fixed before the run, not tuned on test: the 2-shot defaults (batch
 few hundred rows; for 5,452 rows we use batch 32 and lr 1e-4 (a common choice for a 6-layer, 384-wide
 MiniLM, which wants a higher rate than BERT-base), 5 epochs, warmup 0.1, weight decay 0.01, max length 50.
 
-    python evals/full_trec6_check.py --data-dir /work/shared/data
+    python evals/full_trec6_check.py --data-dir ../shared/data
 writes evals/results/full_trec6_check.{json,md} and exits 1 if the accuracy is below the bar.
 """
 
@@ -67,7 +67,7 @@ def _write(report: dict, record: dict) -> None:
              f"Run: {s['device']}, {s['train_seconds']} s of training, {s['samples_per_second']} samples/s; "
              f"torch {record['versions']['torch']}, transformers {record['versions']['transformers']}. The timing is "
              f"informational (a shared machine); speed is measured by benchmarks/train_bench.py.", "",
-             "Reproduce: `python evals/full_trec6_check.py --data-dir /work/shared/data`"]
+             "Reproduce: `python evals/full_trec6_check.py --data-dir ../shared/data`"]
     (RESULTS / "full_trec6_check.md").write_text("\n".join(lines) + "\n")
 
 
