@@ -187,6 +187,12 @@ class LMHandle:
     adapter_name: str
     embedded: bool
     transport: dict = field(default_factory=dict)  # timeout and retry settings: how calls were made, not what
+    slots: int | None = None  # requests the endpoint answers at once (the embedded server's), None = unknown
+
+    def in_flight(self, wanted: int) -> int:
+        """Requests to keep in flight: ``wanted``, but no more than the endpoint's slots (a queued request would
+        spend its timeout waiting for a slot)."""
+        return min(wanted, self.slots) if self.slots else wanted
 
     def context(self, **overrides: Any):
         return dspy.context(lm=self.lm, adapter=self.adapter, track_usage=True, **overrides)
@@ -238,7 +244,8 @@ def build_handle(settings: LMSettings, model: str, api_base: str | None, embedde
     logger.info("LM %s%s (adapter %s)", model, f" at {api_base}" if api_base else "", adapter_name)
     transport = {k: getattr(settings, k) for k in ("timeout", "num_retries", "backoff", "max_backoff",
                                                    "max_retry_after")}
-    return LMHandle(lm, ADAPTERS[adapter_name](), model, api_base, adapter_name, embedded, transport)
+    return LMHandle(lm, ADAPTERS[adapter_name](), model, api_base, adapter_name, embedded, transport,
+                    slots=settings.server_parallel if embedded else None)
 
 
 def settings_dict(settings: LMSettings) -> dict:

@@ -53,8 +53,8 @@ def describe_classes(split: FewShotSplit, config: "AugmentConfig", handle: LMHan
         journal.append({"label": label, "description": result.value, "error": result.error,
                         "usage": result.usage()})
 
-    run_parallel([x for x in todo if _unfinished(journal, x)], work, done, budget, config.num_threads,
-                 "describe")
+    run_parallel([x for x in todo if _unfinished(journal, x)], work, done, budget,
+                 handle.in_flight(config.num_threads), "describe")
     descriptions = {label: given.get(label) or _journaled_description(journal, label) for label in split.labels}
     atomic_write_json(out / "descriptions.json", descriptions)
     return [ClassCard(name=label, description=descriptions[label], examples=seeds[label]) for label in split.labels]
@@ -116,7 +116,7 @@ def generate(program: PromptMix, split: FewShotSplit, config: "AugmentConfig", h
             break
         todo = [c for c in plan if _unfinished(journal, c.call_id)]
         run_parallel(todo, lambda c: _generate_call(program, handle, c, config), _journal_call(journal, round_no),
-                     budget, config.num_threads, f"generate (round {round_no + 1})")
+                     budget, handle.in_flight(config.num_threads), f"generate (round {round_no + 1})")
         done_calls += plan
     selected, drops = _select(split, done_calls, journal, config.per_class)
     atomic_write_json(out / "plan.json", [c.to_dict() for c in done_calls])
@@ -226,7 +226,7 @@ def relabel(program: PromptMix, selected: list[dict], config: "AugmentConfig", h
                         "candidates": list(pred.candidates) if pred else [], "error": result.error,
                         "usage": result.usage()})
 
-    run_parallel(todo, work, done, budget, config.num_threads, "relabel")
+    run_parallel(todo, work, done, budget, handle.in_flight(config.num_threads), "relabel")
     return _final_rows(selected, journal, handle)
 
 

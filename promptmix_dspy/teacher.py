@@ -83,7 +83,7 @@ def _label_all(program: Any, texts: list[str], config: Any, handle: Any, out: Pa
                         "candidates": list(pred.candidates) if pred else [], "error": result.error,
                         "usage": result.usage()})
 
-    run_parallel(todo, work, done, budget, config.num_threads, "teacher")
+    run_parallel(todo, work, done, budget, handle.in_flight(config.num_threads), "teacher")
     return journal
 
 

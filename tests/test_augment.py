@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import dspy
@@ -139,3 +141,32 @@ def test_no_mix_ablation_asks_for_pure_texts(tmp_path):
 def test_config_validation_names_the_bad_value(bad, match):
     with pytest.raises(ValueError, match=match):
         AugmentConfig(**bad)
+
+
+class _ConcurrencyProbe(RuleResponder):
+    """Answers like the default responder and records the most calls it was inside at once."""
+
+    def __init__(self):
+        super().__init__(generate=_prompt_texts, relabel=_relabel_by_keyword)
+        self.inside = self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, messages, params):
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        time.sleep(0.02)
+        try:
+            return super().__call__(messages, params)
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+def test_requests_in_flight_never_exceed_the_endpoints_slots(tmp_path):
+    probe = _ConcurrencyProbe()
+    handle = _handle(probe)
+    handle.slots = 1  # an embedded server with one slot: --threads 4 must not queue requests behind it
+    run_augment(_dataset(), tmp_path / "run", AugmentConfig(per_class=3, num_threads=4), handle)
+    assert probe.most == 1 and probe.calls > 0
+    assert handle.in_flight(4) == 1 and _handle().in_flight(4) == 4
