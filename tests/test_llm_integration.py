@@ -53,3 +53,43 @@ def test_augment_cli_on_the_embedded_default(tmp_path, data_dir):
     assert rows and all(r["label"] in ("objective", "subjective") for r in rows)
     assert all(r["lm"] == "hosted_vllm/smollm2" for r in rows)
     assert json.loads((out / "config.json").read_text())["lm"]["embedded"] is True
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PROMPTMIX_LM", "PROMPTMIX_API_BASE")}
+    return subprocess.run([sys.executable, "-m", "promptmix_dspy.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=1200)
+
+
+def test_compile_on_the_embedded_default_then_augment_with_the_program(tmp_path, data_dir):
+    """Compiling against the real model: the relabeler's leave-one-out dev score before and after, saved as JSON,
+    then used by augment."""
+    programs = tmp_path / "programs"
+    made = _cli("compile", "--dataset", "subj", "--data-dir", str(data_dir), "--program", "relabeler",
+                "--optimizer", "labeled", "--threads", "2", "--out", str(programs))
+    assert made.returncode == 0, made.stderr[-3000:]
+    meta = json.loads((programs / "meta.json").read_text())
+    relabeler = meta["programs"]["relabeler"]
+    assert relabeler["dev_mode"] == "leave-one-out" and relabeler["dev_size"] == 4
+    assert 0.0 <= relabeler["dev_before"] <= 1.0 and 0.0 <= relabeler["dev_after"] <= 1.0
+    assert relabeler["kept"] == ("compiled" if relabeler["dev_after"] >= relabeler["dev_before"] else "uncompiled")
+    assert meta["labels"] == ["objective", "subjective"] and "smollm2" in json.dumps(meta)
+    used = _cli("augment", "--dataset", "subj", "--data-dir", str(data_dir), "--per-class", "2", "--programs",
+                str(programs), "--out", str(tmp_path / "run"))
+    assert used.returncode == 0, used.stderr[-3000:]
+    assert "using the compiled relabeler" in used.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "augmented.jsonl").read_text().splitlines()]
+    assert rows and all(r["label"] in ("objective", "subjective") for r in rows)
+
+
+def test_run_a2_end_to_end_on_the_embedded_default(tmp_path, data_dir):
+    """One cell of the paper's table with the real components: SmolLM2 generates and relabels, the packaged
+    MiniLM student trains on the result and is scored on the whole SUBJ test split."""
+    out = tmp_path / "cell"
+    proc = _cli("run", "--dataset", "subj", "--method", "a2", "--per-class", "2", "--epochs", "1", "--data-dir",
+                str(data_dir), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["method"] == "a2" and result["n_test"] == 2000 and 0.0 <= result["accuracy"] <= 1.0
+    assert result["llm"]["llm_calls"] > 0 and result["train_rows"] > 4
+    assert (out / "eval" / "confusion.png").stat().st_size > 0
