@@ -161,11 +161,19 @@ def _start_run_folder(out: Path, dataset: Dataset, split: FewShotSplit, config: 
 
 def _check_same_run(old: dict, new: dict, path: Path) -> None:
     keys = ("dataset", "labels", "augment", "lm", "programs")
-    diff = [k for k in keys if old.get(k) != new.get(k)]
+    diff = [k for k in keys if _comparable(k, old.get(k)) != _comparable(k, new.get(k))]
     if diff:
         detail = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
         raise RunMismatch(f"{path} was written by a run with other settings ({detail}). Use another --out, "
                           f"or delete the folder to start over.")
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """What must match for a run to resume. The embedded server gets a random free port each time it starts,
+    so its address is not part of its identity; any other change of LM (model, endpoint, adapter) is."""
+    if key == "lm" and isinstance(value, dict) and value.get("embedded"):
+        return {k: v for k, v in value.items() if k != "api_base"}
+    return value
 
 
 def _summary(rows: list[dict], drops: list[tuple[str, str]], budget: Budget, timings: dict,

@@ -122,9 +122,7 @@ def _generation(cell: Cell, method: Method, gen_dir: Path, lm: LazyLM) -> tuple[
     """The generation's final rows, read back when finished (no LM needed), else run or resumed."""
     config = cell.spec.augment_config(method.generation)
     if not _generation_finished(gen_dir, config):
-        handle = lm()
-        _follow_embedded_port(gen_dir, handle)
-        run_augment(cell.dataset, gen_dir, config, handle, programs=cell.spec.programs_dir)
+        run_augment(cell.dataset, gen_dir, config, lm(), programs=cell.spec.programs_dir)
     rows = [r for _, r in _read_jsonl(gen_dir / "augmented.jsonl")]
     summary = read_json(gen_dir / "summary.json")
     usage = {"llm": generation_usage(gen_dir, method.generation_stages), "lm": read_json(gen_dir / "config.json")["lm"],
@@ -139,18 +137,6 @@ def _generation_finished(gen_dir: Path, config: AugmentConfig) -> bool:
     if not (gen_dir / "summary.json").exists() or not (gen_dir / "config.json").exists():
         return False
     return read_json(gen_dir / "config.json").get("augment") == config.fingerprint()
-
-
-def _follow_embedded_port(gen_dir: Path, handle: LMHandle) -> None:
-    """Let an interrupted generation by the embedded server resume on a new server: its port is random, and
-    augment.py would otherwise refuse the folder as made by another LM. Any other LM change still refuses."""
-    path = gen_dir / "config.json"
-    if not path.exists() or not handle.embedded:
-        return
-    record = read_json(path)
-    old = dict(record.get("lm") or {})
-    if old.get("embedded") and {**old, "api_base": handle.api_base} == handle.describe():
-        atomic_write_json(path, {**record, "lm": {**old, "api_base": handle.api_base}})
 
 
 def generation_usage(gen_dir: Path, stages: tuple[str, ...]) -> dict:

@@ -170,3 +170,24 @@ def test_requests_in_flight_never_exceed_the_endpoints_slots(tmp_path):
     run_augment(_dataset(), tmp_path / "run", AugmentConfig(per_class=3, num_threads=4), handle)
     assert probe.most == 1 and probe.calls > 0
     assert handle.in_flight(4) == 1 and _handle().in_flight(4) == 4
+
+
+def test_an_embedded_run_resumes_on_the_new_servers_port_and_other_lms_are_refused(tmp_path):
+    """The embedded server gets a random port each start: re-running the same command must resume (no call
+    repeated), while another model or another remote endpoint is still refused."""
+    responder = RuleResponder(generate=_prompt_texts, relabel=_relabel_by_keyword)
+
+    def handle(api_base: str, model: str = "hosted_vllm/smollm2", embedded: bool = True) -> LMHandle:
+        return LMHandle(scripted_lm(responder), dspy.JSONAdapter(), model, api_base, "llama-cpp", embedded)
+
+    first = _run(tmp_path, handle=handle("http://127.0.0.1:1111/v1"))
+    calls = responder.calls
+    again = _run(tmp_path, handle=handle("http://127.0.0.1:2222/v1"))
+    assert again.rows == first.rows and responder.calls == calls
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["lm"]["api_base"] == "http://127.0.0.1:2222/v1"
+    with pytest.raises(RunMismatch, match="lm"):
+        _run(tmp_path, handle=handle("http://127.0.0.1:3333/v1", model="hosted_vllm/other"))
+    _run(tmp_path, "remote", handle=handle("http://host-a/v1", embedded=False))
+    with pytest.raises(RunMismatch, match="host-b"):
+        _run(tmp_path, "remote", handle=handle("http://host-b/v1", embedded=False))

@@ -219,21 +219,3 @@ def test_cli_bench_and_run(tmp_path, tiny_bert, dataset_dir, server):
     assert run.exit_code == 0, run.output
     row = json.loads((tmp_path / "r" / "result.json").read_text())
     assert (row["method"], row["seed"]) == ("baseline", 1) and "accuracy" in run.output
-
-
-def test_an_interrupted_embedded_generation_resumes_on_a_new_port(tmp_path):
-    import dspy
-
-    from promptmix_dspy.experiment import _follow_embedded_port
-    from promptmix_dspy.lm import LMHandle
-    from promptmix_dspy.testing import scripted_lm
-
-    def handle(port: int, model: str = "hosted_vllm/smollm2", embedded: bool = True) -> LMHandle:
-        return LMHandle(scripted_lm(), dspy.JSONAdapter(), model, f"http://127.0.0.1:{port}/v1", "llama-cpp", embedded)
-
-    (tmp_path / "config.json").write_text(json.dumps({"augment": {"seed": 0}, "lm": handle(1111).describe()}))
-    _follow_embedded_port(tmp_path, handle(2222, model="hosted_vllm/other"))  # another model: still refused
-    assert json.loads((tmp_path / "config.json").read_text())["lm"]["api_base"].endswith(":1111/v1")
-    _follow_embedded_port(tmp_path, handle(2222))
-    record = json.loads((tmp_path / "config.json").read_text())
-    assert record["lm"] == handle(2222).describe() and record["augment"] == {"seed": 0}

@@ -53,6 +53,12 @@ def test_augment_cli_on_the_embedded_default(tmp_path, data_dir):
     assert rows and all(r["label"] in ("objective", "subjective") for r in rows)
     assert all(r["lm"] == "hosted_vllm/smollm2" for r in rows)
     assert json.loads((out / "config.json").read_text())["lm"]["embedded"] is True
+    # the same command again: a new server on a new port, and the run resumes from its journals (no new call)
+    files = ("augmented.jsonl", "generated.jsonl", "relabeled.jsonl")
+    before = [(out / name).read_bytes() for name in files]
+    again = subprocess.run(proc.args, capture_output=True, text=True, env=env, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [(out / name).read_bytes() for name in files] == before
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
