@@ -170,8 +170,12 @@ def _print_summary(summary: dict, out: Path) -> None:
     typer.echo(f"kept {summary['kept']} examples ({summary['kept_per_class']})")
     typer.echo(f"dropped: {summary['dropped'] or 'none'}")
     typer.echo(f"relabeled: {'n/a' if share is None else f'{share:.1%}'}")
+    session = summary.get("this_session") or {}
     typer.echo(f"LLM calls: {llm['llm_calls']} ({llm['failed_units']} failed), tokens: {llm['prompt_tokens']} "
                f"prompt + {llm['completion_tokens']} completion, cost: {cost}")
+    if session.get("llm_calls", 0) < llm["llm_calls"]:  # a resumed run: the rest came from the journals
+        typer.echo(f"this session: {session.get('llm_calls', 0)} LLM calls ({session.get('retries', 0)} retries); "
+                   f"the others were read from the run folder")
     typer.echo(f"wrote {out / 'augmented.jsonl'} and {out / 'config.json'}")
 
 

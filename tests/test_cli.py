@@ -26,6 +26,10 @@ def test_augment_trec6_over_http(tmp_path, data_dir):
                           "--seed", "0", "--per-class", "4", "--lm", "hosted_vllm/scripted", "--api-base",
                           server.base_url, "--timeout", "30", "--num-retries", "1", "--out", str(out))
         requests = list(server.requests)
+        again = _promptmix(*proc.args[3:])  # the same command: resumed from the run folder, no request
+        assert len(server.requests) == len(requests)
+    assert again.returncode == 0 and "this session: 0 LLM calls" in again.stdout, again.stderr[-2000:]
+    assert "this session" not in proc.stdout
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "augmented.jsonl").read_text().splitlines()]
     labels = json.loads((out / "labels.json").read_text())

@@ -57,7 +57,7 @@ def test_augment_cli_on_the_embedded_default(tmp_path, data_dir):
     files = ("augmented.jsonl", "generated.jsonl", "relabeled.jsonl")
     before = [(out / name).read_bytes() for name in files]
     again = subprocess.run(proc.args, capture_output=True, text=True, env=env, timeout=900)
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode == 0 and "this session: 0 LLM calls" in again.stdout, again.stderr[-3000:]
     assert [(out / name).read_bytes() for name in files] == before
 
 
