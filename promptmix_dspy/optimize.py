@@ -135,11 +135,15 @@ def _judge(judge: Relabeler, results: dict[str, CompileResult],
            out_dir: str | Path | None) -> tuple[Relabeler, str]:
     """The relabeler that scores generated texts (its labels were checked against out_dir's already)."""
     if "relabeler" in results:
-        judge.load_state(results["relabeler"].program.dump_state())
+        relabeler = results["relabeler"]
+        judge.load_state(relabeler.program.dump_state())
+        if relabeler.kept == "uncompiled":
+            return judge, "the uncompiled relabeler (compiling it in this run lowered its dev score)"
         return judge, "the relabeler compiled in this run"
     saved = Path(out_dir) / "relabeler.json" if out_dir is not None else None
     if saved is not None and saved.exists() and (Path(out_dir) / META).exists():
-        return load_state(judge, saved), f"the compiled relabeler in {out_dir}"
+        kept = read_meta(out_dir).get("programs", {}).get("relabeler", {}).get("kept", "compiled")
+        return load_state(judge, saved), f"the {kept} relabeler saved in {out_dir}"
     return judge, "the uncompiled relabeler"
 
 

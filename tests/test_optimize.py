@@ -185,7 +185,7 @@ def test_a_later_generator_compile_is_judged_by_the_compiled_relabeler(tmp_path)
     config = CompileConfig(optimizer="gepa", program="relabeler", settings={"max_metric_calls": 40}, top_k=3)
     compile_programs(_dataset(), tmp_path, config, handle, reflection_lm=_reflection_lm())
     result = compile_programs(_dataset(), tmp_path, _config("labeled", program="generator"), handle)["generator"]
-    assert result.dev_before == 1.0 and result.judge == f"the compiled relabeler in {tmp_path}"
+    assert result.dev_before == 1.0 and result.judge == f"the compiled relabeler saved in {tmp_path}"
     assert set(read_meta(tmp_path)["programs"]) == {"relabeler", "generator"}  # merged, not replaced
 
 
@@ -254,6 +254,8 @@ def test_a_compile_that_lowers_the_dev_score_keeps_the_original_unless_asked(tmp
     program = _fresh(handle)
     load_compiled(program, tmp_path, LABELS)
     assert (len(program.relabeler.relabel.demos) > 0) == keep_worse
+    generator = compile_programs(_dataset(), tmp_path, _config("labeled", program="generator"), handle)["generator"]
+    assert generator.judge == f"the {'compiled' if keep_worse else 'uncompiled'} relabeler saved in {tmp_path}"
 
 
 def test_cli_keep_worse_saves_the_compiled_program(tmp_path):
