@@ -227,10 +227,13 @@ def open_lm(settings: LMSettings) -> Iterator[LMHandle]:
     from promptmix_dspy.server import LocalServer
 
     with LocalServer(parallel=settings.server_parallel) as server:
-        yield build_handle(settings, server.model, server.base_url, embedded=True)
+        yield build_handle(settings, server.model, server.base_url, embedded=True, identity=server.identity)
 
 
-def build_handle(settings: LMSettings, model: str, api_base: str | None, embedded: bool) -> LMHandle:
+def build_handle(settings: LMSettings, model: str, api_base: str | None, embedded: bool,
+                 identity: str | None = None) -> LMHandle:
+    """The LM for DSPy. Cached answers are keyed by the endpoint too (DSPy's own key ignores api_base): by
+    ``identity`` when given (the embedded server, whose port changes every start), else by api_base."""
     adapter_name = settings.adapter if settings.adapter != "auto" else ("llama-cpp" if embedded else "json")
     kwargs: dict[str, Any] = {"api_base": api_base} if api_base else {}
     if settings.api_key_env:
@@ -238,7 +241,7 @@ def build_handle(settings: LMSettings, model: str, api_base: str | None, embedde
         register_secret(kwargs["api_key"])  # never written to a file, whatever the variable is called
     elif embedded:
         kwargs["api_key"] = "local"  # the embedded server checks no key, but the client wants one
-    tag = hashlib.sha256(f"{model}|{api_base or ''}".encode()).hexdigest()[:12]
+    tag = hashlib.sha256(f"{model}|{identity or api_base or ''}".encode()).hexdigest()[:12]
     lm = PromptMixLM(model, engine="litellm", max_tokens=settings.max_tokens, retry=settings.retry_policy(),
                      timeout=settings.timeout, cache=settings.cache, endpoint_tag=tag, **kwargs)
     logger.info("LM %s%s (adapter %s)", model, f" at {api_base}" if api_base else "", adapter_name)

@@ -144,6 +144,14 @@ class LocalServer:
         return f"hosted_vllm/{self.alias}"
 
     @property
+    def identity(self) -> str:
+        """What answers, independent of the port it got this time: the model file (name and size), the alias and
+        the context length. Part of the response-cache key, so a new server for the same model reuses answers."""
+        path = Path(self.model_path or default_model_path())
+        size = path.stat().st_size if path.is_file() else 0
+        return f"llama.cpp:{path.name}:{size}:{self.alias}:{self.n_ctx}"
+
+    @property
     def pids(self) -> list[int]:
         """Process ids of the running workers (and the proxy, last, when parallel > 1)."""
         return [child.proc.pid for child in self._children]

@@ -183,3 +183,19 @@ def test_the_cache_key_covers_the_sample_index(tmp_path, disk_cache):
         lm("hello", temperature=1.0, rollout_id=1)  # another sample of the same prompt
         lm.copy(rollout_id=2)("hello", temperature=1.0)  # an optimizer's way of asking for one
         assert len(server.requests) == 3
+
+
+def test_a_restarted_embedded_server_reuses_cached_answers_another_model_does_not(tmp_path, disk_cache):
+    """The embedded server gets a new port each start; its cache identity is the model file, not the port."""
+    from promptmix_dspy.lm import build_handle
+
+    settings = LMSettings(model="hosted_vllm/smollm2", cache=True)
+    with ScriptedServer(RuleResponder()) as one, ScriptedServer(RuleResponder()) as two:
+        def ask(server: ScriptedServer, identity: str) -> str:
+            lm = build_handle(settings, settings.model, server.base_url, embedded=True, identity=identity).lm
+            return lm("hello", temperature=0.0)
+
+        first = ask(one, "llama.cpp:model.gguf:100:smollm2:4096")
+        assert ask(two, "llama.cpp:model.gguf:100:smollm2:4096") == first and not two.requests
+        ask(two, "llama.cpp:other.gguf:200:smollm2:4096")
+        assert len(two.requests) == 1

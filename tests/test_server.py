@@ -79,6 +79,15 @@ def test_default_model_path_is_the_packaged_gguf() -> None:
     assert path.read_bytes()[:4] == b"GGUF"
 
 
+def test_cache_identity_is_the_model_file_not_the_port(tmp_path: Path) -> None:
+    size = Path(default_model_path()).stat().st_size
+    assert LocalServer().identity == LocalServer(parallel=2).identity == \
+        f"llama.cpp:SmolLM2-135M-Instruct.Q4_1.gguf:{size}:smollm2:4096"
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF")
+    assert LocalServer(model_path=str(other)).identity != LocalServer().identity
+
+
 def test_proxy_lists_the_model_alias(server2: LocalServer) -> None:
     resp = httpx.get(server2.base_url + "/models", timeout=30)
     assert [m["id"] for m in resp.json()["data"]] == ["smollm2"]
