@@ -267,3 +267,19 @@ def test_cli_keep_worse_saves_the_compiled_program(tmp_path):
     assert made.returncode == 0, made.stderr[-2000:]
     assert "1.000 -> 0.000" in made.stdout and "saved the compiled program" in made.stdout
     assert read_meta(tmp_path / "p")["programs"]["relabeler"]["kept"] == "compiled"
+
+
+def test_the_committed_programs_load_for_their_labels_and_are_refused_for_others(data_dir):
+    """programs/ in the repository: JSON that loads into fresh modules for its dataset's labels."""
+    from promptmix_dspy.data import load_dataset
+
+    folder = Path(__file__).resolve().parents[1] / "programs" / "trec6"
+    ds = load_dataset("trec6", data_dir=data_dir)
+    handle = _handle()
+    meta = load_compiled(PromptMix(class_cards(few_shot_split(ds, 2, 0), handle)), folder, ds.labels)
+    assert meta["labels"] == ds.labels and set(meta["programs"]) == {"relabeler", "generator"}
+    for entry in meta["programs"].values():
+        kept_compiled = entry["dev_after"] >= entry["dev_before"]
+        assert entry["kept"] == ("compiled" if kept_compiled else "uncompiled")
+    with pytest.raises(ValueError, match="labels"):
+        load_compiled(_fresh(handle), folder, LABELS)
