@@ -198,20 +198,21 @@ def _compile(task: Task, config: CompileConfig, handle: LMHandle, reflection_lm:
     logger.info("compiling the %s with %s (dev: %s, %d examples)", task.name, config.optimizer, task.dev_mode,
                 len(task.devset))
     start = time.monotonic()
-    before = evaluate_program(task.student, task.devset, task.metric, handle, config.num_threads)
+    threads = handle.in_flight(config.num_threads)
+    before = evaluate_program(task.student, task.devset, task.metric, handle, threads)
     with handle.context():
         compiled = spec.run(task.student.deepcopy(), task.metric, trainset=task.trainset, valset=task.devset,
-                            labeled=task.labeled, settings=config.settings, num_threads=config.num_threads,
+                            labeled=task.labeled, settings=config.settings, num_threads=threads,
                             seed=config.seed, reflection_lm=reflection_lm)
     _tidy_demos(compiled, config.compact_demos)
-    after = evaluate_program(compiled, task.devset, task.metric, handle, config.num_threads)
+    after = evaluate_program(compiled, task.devset, task.metric, handle, threads)
     logger.info("%s: dev %s %.3f -> %.3f", task.name, task.metric_name, before, after)
     kept = "compiled"
     if after < before and not config.keep_worse:
         logger.warning("%s: compiling lowered the dev score (%.3f -> %.3f): keeping the uncompiled program "
                        "(--keep-worse keeps the compiled one)", task.name, before, after)
         compiled, kept = task.student.deepcopy(), "uncompiled"
-    settings = spec.resolve(config.settings, len(task.devset), config.num_threads, config.seed)
+    settings = spec.resolve(config.settings, len(task.devset), threads, config.seed)
     return CompileResult(task.name, compiled, config.optimizer, settings, task.dev_mode, len(task.devset),
                          task.metric_name, before, after, round(time.monotonic() - start, 1), config.compact_demos,
                          judge, kept)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-__all__ = ["Fault", "RuleResponder", "ScriptedServer", "parse_fields", "scripted_lm", "stable_generate"]
+__all__ = ["ConcurrencyProbe", "Fault", "RuleResponder", "ScriptedServer", "parse_fields", "scripted_lm",
+           "stable_generate"]
 
 Responder = Callable[[list[dict], dict], "str | Fault"]
 _local = threading.local()  # the request a server thread is answering
@@ -127,6 +128,28 @@ class _AsyncScriptedEngine:
 
     async def complete(self, request):
         return self.sync.complete(request)
+
+
+class ConcurrencyProbe:
+    """Wraps a responder and records the most calls it was answering at once (``most``) and how many it
+    answered (``calls``); each call lingers ``hold`` seconds so overlapping requests do overlap."""
+
+    def __init__(self, responder: Responder, hold: float = 0.02):
+        self.responder, self.hold = responder, hold
+        self.inside = self.most = self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, messages: list[dict], params: dict) -> "str | Fault":
+        with self._lock:
+            self.inside += 1
+            self.calls += 1
+            self.most = max(self.most, self.inside)
+        try:
+            time.sleep(self.hold)
+            return self.responder(messages, params)
+        finally:
+            with self._lock:
+                self.inside -= 1
 
 
 def scripted_lm(responder: Responder | None = None, model: str = "openai/scripted"):

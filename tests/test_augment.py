@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 
 import dspy
@@ -13,7 +11,7 @@ import pytest
 from promptmix_dspy.augment import AugmentConfig, RunMismatch, run_augment
 from promptmix_dspy.data import Dataset, Example
 from promptmix_dspy.lm import LMHandle
-from promptmix_dspy.testing import RuleResponder, scripted_lm
+from promptmix_dspy.testing import ConcurrencyProbe, RuleResponder, scripted_lm
 
 LABELS = ["weather", "sports", "music"]
 
@@ -143,28 +141,8 @@ def test_config_validation_names_the_bad_value(bad, match):
         AugmentConfig(**bad)
 
 
-class _ConcurrencyProbe(RuleResponder):
-    """Answers like the default responder and records the most calls it was inside at once."""
-
-    def __init__(self):
-        super().__init__(generate=_prompt_texts, relabel=_relabel_by_keyword)
-        self.inside = self.most = 0
-        self.lock = threading.Lock()
-
-    def __call__(self, messages, params):
-        with self.lock:
-            self.inside += 1
-            self.most = max(self.most, self.inside)
-        time.sleep(0.02)
-        try:
-            return super().__call__(messages, params)
-        finally:
-            with self.lock:
-                self.inside -= 1
-
-
 def test_requests_in_flight_never_exceed_the_endpoints_slots(tmp_path):
-    probe = _ConcurrencyProbe()
+    probe = ConcurrencyProbe(RuleResponder(generate=_prompt_texts, relabel=_relabel_by_keyword))
     handle = _handle(probe)
     handle.slots = 1  # an embedded server with one slot: --threads 4 must not queue requests behind it
     run_augment(_dataset(), tmp_path / "run", AugmentConfig(per_class=3, num_threads=4), handle)

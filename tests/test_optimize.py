@@ -16,7 +16,7 @@ from promptmix_dspy.lm import LMHandle
 from promptmix_dspy.modules import PromptMix
 from promptmix_dspy.optimize import CompileConfig, class_cards, compile_programs, load_compiled, read_meta
 from promptmix_dspy.optimizers import OPTIMIZERS, parse_settings
-from promptmix_dspy.testing import RuleResponder, ScriptedServer, parse_fields, scripted_lm
+from promptmix_dspy.testing import ConcurrencyProbe, RuleResponder, ScriptedServer, parse_fields, scripted_lm
 
 LABELS = ["weather", "sports", "music"]
 SMALL = {  # budgets that keep every optimizer to a few dozen scripted calls
@@ -283,3 +283,12 @@ def test_the_committed_programs_load_for_their_labels_and_are_refused_for_others
         assert entry["kept"] == ("compiled" if kept_compiled else "uncompiled")
     with pytest.raises(ValueError, match="labels"):
         load_compiled(_fresh(handle), folder, LABELS)
+
+
+def test_compile_keeps_no_more_requests_in_flight_than_the_endpoints_slots(tmp_path):
+    probe = ConcurrencyProbe(RuleResponder(generate=_generate))
+    handle = _handle(probe)
+    handle.slots = 1  # an embedded server with one slot
+    config = CompileConfig(optimizer="bootstrap", settings=SMALL["bootstrap"], top_k=3, group_size=3, num_threads=4)
+    compile_programs(_dataset(), tmp_path, config, handle)
+    assert probe.most == 1 and probe.calls > 0
