@@ -18,6 +18,7 @@ from promptmix_dspy.methods import GENERATIONS, METHODS
 
 __all__ = ["ExperimentSpec", "dataset_key", "load_spec", "load_spec_data", "merge_overrides"]
 
+_AUGMENT = AugmentConfig()  # the generation defaults live in AugmentConfig; a spec starts from them
 _NOT_FINGERPRINTED = {"threads", "data_dir"}  # do not change results: may differ when a run is resumed
 
 
@@ -28,15 +29,15 @@ class ExperimentSpec:
 
     dataset: str
     method: str = "a2"
-    seed: int = 0
-    shots: int = 2
-    per_class: int = 10
-    texts_per_call: int = 3
-    group_size: int = 4
-    top_k: int = 5
-    max_rounds: int = 3
-    attempts: int = 3
-    threads: int = 4
+    seed: int = _AUGMENT.seed
+    shots: int = _AUGMENT.shots
+    per_class: int = _AUGMENT.per_class
+    texts_per_call: int = _AUGMENT.texts_per_call
+    group_size: int = _AUGMENT.group_size
+    top_k: int = _AUGMENT.top_k
+    max_rounds: int = _AUGMENT.max_rounds
+    attempts: int = _AUGMENT.attempts
+    threads: int = _AUGMENT.num_threads
     eda_per_example: int | None = None  # default: per_class // shots, as many new texts as the generation adds
     teacher_test_limit: int | None = None  # the llm method on a fixed, seeded sample of the test set
     programs: str | None = None
