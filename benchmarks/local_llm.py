@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from openai import OpenAI
 
-from promptmix_dspy.server import LocalServer
+from promptmix_dspy.llm.server import LocalServer
 
 CLASSES = {
     "abbreviation": "questions asking what an abbreviation or acronym stands for, or for the short form of a term",
@@ -43,7 +43,7 @@ EXAMPLES = {
 TEXTS = ["What is the population of Canada?", "Who invented the telephone?", "What does CPU stand for?",
          "Where do kangaroos live?", "Why do cats purr?", "What is the fastest car in the world?",
          "How many legs does a spider have?", "Who painted the Mona Lisa?"]
-# One line of text, as promptmix_dspy.lm constrains generated texts; \x00-\x1f excluded because llama-cpp-python's
+# One line of text, as promptmix_dspy.llm.settings constrains generated texts; \x00-\x1f excluded because llama-cpp-python's
 # grammar lets raw control characters into JSON strings, which strict JSON parsing then rejects.
 TEXT_PATTERN = r"^[A-Za-z0-9'(¿¡][^\x00-\x1f{}\[\]`#<>|\\\"]{7,159}$"
 SYSTEM = ("Your input fields are:\n1. `text` (str): the text to classify\n2. `class_descriptions` (str): the "

@@ -2,7 +2,7 @@
 
 The faults are drawn at random (seeded) from a mix: 429 with Retry-After, 500, 503, timeouts, dropped
 connections, refused connections (a short server outage), truncated and garbled bodies, cut-off JSON, empty
-answers and labels outside the candidates. The run uses the real pipeline (promptmix_dspy.augment: litellm
+answers and labels outside the candidates. The run uses the real pipeline (promptmix_dspy.pipeline.augment: litellm
 over HTTP, DSPy adapters, the runner's retries, the journals) with 8 requests in flight, then checks the run
 folder against the answers the runner reported:
 
@@ -31,9 +31,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from promptmix_dspy import store
-from promptmix_dspy.augment import AugmentConfig, augment
-from promptmix_dspy.lm import LMSettings
+from promptmix_dspy.llm.settings import LMSettings
+from promptmix_dspy.pipeline.augment import augment
+from promptmix_dspy.pipeline.config import AugmentConfig
+from promptmix_dspy.store import files as store
 from promptmix_dspy.testing import Fault, RuleResponder, ScriptedServer
 
 CLIENT_TIMEOUT = 1.0

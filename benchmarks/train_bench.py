@@ -4,10 +4,10 @@ Same data (a seeded sample of TREC6 train), same student, same settings (batch 8
 linear warmup 0.1, max length 50, grad clip 1.0, 1 epoch). Each variant runs in its own subprocess, so peak
 memory (max RSS on CPU, torch's peak allocation on CUDA) belongs to that variant alone. Samples per CPU-second
 (process CPU time, all threads) is printed too: on a shared machine it is steadier than wall-clock speed. Variants:
-  ours            promptmix_dspy.train.train_student (length-grouped batches, dynamic padding)
+  ours            promptmix_dspy.student.train.train_student (length-grouped batches, dynamic padding)
   trainer         transformers.Trainer with its defaults (random batches, dynamic padding)
   trainer+group   transformers.Trainer with length-grouped sampling, for reference
-Inference: promptmix_dspy.student.predict at batch 64 over the TREC6 test split, on ours' saved model.
+Inference: promptmix_dspy.student.model.predict at batch 64 over the TREC6 test split, on ours' saved model.
 
     python benchmarks/train_bench.py --data-dir ../shared/data [--rows 1024] [--device cpu|cuda]
 """
@@ -31,7 +31,7 @@ SETTINGS = {"batch_size": 8, "lr": 4e-5, "weight_decay": 0.01, "warmup_ratio": 0
 
 
 def _rows(args: argparse.Namespace) -> tuple[list, list[str], list]:
-    from promptmix_dspy.data import load_dataset
+    from promptmix_dspy.data.datasets import load_dataset
 
     dataset = load_dataset("trec6", data_dir=args.data_dir)
     return random.Random(0).sample(dataset.train, args.rows), dataset.labels, dataset.test
@@ -46,8 +46,8 @@ def _peak_memory_mb(device: str) -> float:
 
 
 def run_ours(args: argparse.Namespace, out: Path) -> dict:
-    from promptmix_dspy.student import load_student, predict
-    from promptmix_dspy.train import TrainConfig, train_student
+    from promptmix_dspy.student.model import load_student, predict
+    from promptmix_dspy.student.train import TrainConfig, train_student
 
     rows, labels, test = _rows(args)
     config = TrainConfig(student=args.student, epochs=args.epochs, device=args.device, **SETTINGS)
@@ -66,9 +66,15 @@ def run_ours(args: argparse.Namespace, out: Path) -> dict:
 
 def run_trainer(args: argparse.Namespace, out: Path, group: bool) -> dict:
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
-    from promptmix_dspy.student import resolve_student
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from promptmix_dspy.student.model import resolve_student
 
     rows, labels, _ = _rows(args)
     source = resolve_student(args.student)
@@ -127,7 +133,7 @@ def _print_padding(args: argparse.Namespace) -> None:
     """Tokens the model runs over in one epoch, padding included: load-independent, it explains the speed."""
     from transformers import AutoTokenizer
 
-    from promptmix_dspy.student import LengthGroupedBatches, resolve_student
+    from promptmix_dspy.student.model import LengthGroupedBatches, resolve_student
 
     rows, _, _ = _rows(args)
     tokenizer = AutoTokenizer.from_pretrained(resolve_student(args.student))

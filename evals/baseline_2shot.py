@@ -18,9 +18,10 @@ import logging
 import statistics
 from pathlib import Path
 
-from promptmix_dspy.data import BUILTIN_DATASETS, few_shot_split, load_dataset
-from promptmix_dspy.evaluate import evaluate_model
-from promptmix_dspy.train import TrainConfig, train_student
+from promptmix_dspy.data.datasets import BUILTIN_DATASETS, load_dataset
+from promptmix_dspy.data.fewshot import few_shot_split
+from promptmix_dspy.student.evaluate import evaluate_model
+from promptmix_dspy.student.train import TrainConfig, train_student
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

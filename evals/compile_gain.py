@@ -22,13 +22,14 @@ from pathlib import Path
 
 import dspy
 
-from promptmix_dspy.data import few_shot_split, load_dataset
-from promptmix_dspy.lm import LMSettings, open_lm
-from promptmix_dspy.metrics import relabel_accuracy
-from promptmix_dspy.modules import Relabeler
-from promptmix_dspy.optimize import CompileConfig, compile_programs, evaluate_program, save_compiled
-from promptmix_dspy.optimizers import parse_settings
-from promptmix_dspy.store import now_iso
+from promptmix_dspy.compile.metrics import relabel_accuracy
+from promptmix_dspy.compile.optimize import CompileConfig, compile_programs, evaluate_program, save_compiled
+from promptmix_dspy.compile.optimizers import parse_settings
+from promptmix_dspy.data.datasets import load_dataset
+from promptmix_dspy.data.fewshot import few_shot_split
+from promptmix_dspy.llm.settings import LMSettings, open_lm
+from promptmix_dspy.method.modules import Relabeler
+from promptmix_dspy.store.files import now_iso
 
 
 def _args() -> argparse.Namespace:

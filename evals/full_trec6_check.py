@@ -17,9 +17,9 @@ import logging
 import sys
 from pathlib import Path
 
-from promptmix_dspy.data import load_dataset
-from promptmix_dspy.evaluate import evaluate_model
-from promptmix_dspy.train import TrainConfig, train_student
+from promptmix_dspy.data.datasets import load_dataset
+from promptmix_dspy.student.evaluate import evaluate_model
+from promptmix_dspy.student.train import TrainConfig, train_student
 
 BAR = 0.93
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -13,6 +13,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("DSPY_CACHEDIR", tempfile.mkdtemp(prefix="promptmix-dspy-cache-"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The embedded server runs the fast SmolLM2 in tests; the tests of the default model name it explicitly.
+os.environ.setdefault("PROMPTMIX_LOCAL_MODEL", "smollm2-135m")
 
 import pytest  # noqa: E402
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import dspy
 import pytest
 
-from promptmix_dspy.augment import AugmentConfig, RunMismatch, run_augment
-from promptmix_dspy.data import Dataset, Example
-from promptmix_dspy.lm import LMHandle
+from promptmix_dspy.data.types import Dataset, Example
+from promptmix_dspy.llm.settings import LMHandle
+from promptmix_dspy.pipeline.augment import RunMismatch, run_augment
+from promptmix_dspy.pipeline.config import AugmentConfig
 from promptmix_dspy.testing import ConcurrencyProbe, RuleResponder, scripted_lm
 
 LABELS = ["weather", "sports", "music"]

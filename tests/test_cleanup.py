@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from promptmix_dspy.cleanup import clean_text, clean_texts, normalize
+from promptmix_dspy.method.cleanup import clean_text, clean_texts, normalize
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-
 from promptmix_dspy.testing import ScriptedServer
 
 DATA_KEYS = {"text", "label", "generated_for", "majority", "minority", "majority_share", "relabeled", "lm",

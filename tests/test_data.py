@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from promptmix_dspy.data import DataError, Dataset, Example, few_shot_split, load_dataset
+from promptmix_dspy.data.datasets import load_dataset
+from promptmix_dspy.data.fewshot import few_shot_split
+from promptmix_dspy.data.types import DataError, Dataset, Example
 
 
 def _write(path: Path, text: str | bytes) -> Path:

@@ -7,9 +7,19 @@ from collections import Counter
 
 import pytest
 
-from promptmix_dspy.data import Example
-from promptmix_dspy.eda import (STOPWORDS, EDAConfig, EmbeddingSynonyms, augment_examples, eda_sentence,
-                                random_deletion, random_insertion, random_swap, synonym_replacement, tokens)
+from promptmix_dspy.data.types import Example
+from promptmix_dspy.experiments.eda import (
+    STOPWORDS,
+    EDAConfig,
+    EmbeddingSynonyms,
+    augment_examples,
+    eda_sentence,
+    random_deletion,
+    random_insertion,
+    random_swap,
+    synonym_replacement,
+    tokens,
+)
 
 
 class DictSynonyms:

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from promptmix_dspy.data import DataError, Example
-from promptmix_dspy.evaluate import classification_metrics, evaluate_model, write_report
+from promptmix_dspy.data.types import DataError, Example
+from promptmix_dspy.student.evaluate import classification_metrics, evaluate_model, write_report
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -70,9 +70,10 @@ def test_write_report_writes_json_markdown_and_png(tmp_path):
 
 def test_evaluate_model_scores_a_trained_student(tmp_path):
     pytest.importorskip("torch")
-    from promptmix_dspy.student import predict
-    from promptmix_dspy.train import TrainConfig, train_student
     from student_fixtures import LABELS, make_examples, make_tiny_bert
+
+    from promptmix_dspy.student.model import predict
+    from promptmix_dspy.student.train import TrainConfig, train_student
 
     base = make_tiny_bert(tmp_path / "bert")
     model = train_student(make_examples(4, 0), LABELS, TrainConfig(student=str(base), epochs=1), tmp_path / "s")

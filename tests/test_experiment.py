@@ -8,11 +8,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from promptmix_dspy.experiment import ExperimentSpec, LazyLM, SpecMismatch, load_spec, run_experiment
-from promptmix_dspy.grid import GridSpec, cell_dir, generation_dir, load_grid, run_grid
-from promptmix_dspy.testing import RuleResponder, ScriptedServer
 from student_fixtures import CLASS_WORDS, LABELS, make_examples, make_tiny_bert
+
+from promptmix_dspy.experiments.experiment import SpecMismatch, run_experiment
+from promptmix_dspy.experiments.grid import GridSpec, cell_dir, generation_dir, load_grid, run_grid
+from promptmix_dspy.experiments.spec import ExperimentSpec, load_spec
+from promptmix_dspy.llm.settings import LazyLM
+from promptmix_dspy.testing import RuleResponder, ScriptedServer
 
 ALL_METHODS = ["baseline", "a1", "a2", "llm", "eda", "nomix", "baseline5"]
 PER_CLASS, TEACHER_LIMIT = 3, 6
@@ -109,8 +111,8 @@ def test_finished_steps_are_not_redone(tmp_path, tiny_bert, dataset_dir, server,
     # killed after training and evaluating, before result.json; the generation's final files lost too
     for name in ("result.json", "augment/augmented.jsonl", "augment/summary.json"):
         (tmp_path / "run" / name).unlink()
-    monkeypatch.setattr("promptmix_dspy.train.train_student", _must_not_run)
-    monkeypatch.setattr("promptmix_dspy.evaluate.evaluate_model", _must_not_run)
+    monkeypatch.setattr("promptmix_dspy.student.train.train_student", _must_not_run)
+    monkeypatch.setattr("promptmix_dspy.student.evaluate.evaluate_model", _must_not_run)
     second = run_experiment(spec, tmp_path / "run")
     assert len(server.requests) == sent  # journals answered every LLM call
     assert second["accuracy"] == first["accuracy"] and second["train_rows"] == first["train_rows"]
@@ -183,7 +185,7 @@ def test_lazy_lm_opens_nothing_for_a_grid_without_llm_methods(tmp_path, tiny_ber
 
 
 def test_dry_run_counts_the_planned_calls(tiny_bert, dataset_dir, server):
-    from promptmix_dspy.estimate import estimate_grid, format_estimate
+    from promptmix_dspy.experiments.estimate import estimate_grid, format_estimate
 
     grid = GridSpec([str(dataset_dir)], ["a1", "a2", "llm", "nomix"], [0, 1], _base(tiny_bert, server))
     by_stage = {e.stage: e for e in estimate_grid(grid)}
@@ -200,7 +202,7 @@ def test_dry_run_counts_the_planned_calls(tiny_bert, dataset_dir, server):
 def test_cli_bench_and_run(tmp_path, tiny_bert, dataset_dir, server):
     from typer.testing import CliRunner
 
-    from promptmix_dspy.cli import app
+    from promptmix_dspy.cli.app import app
 
     common = ["--lm", "hosted_vllm/scripted", "--api-base", server.base_url, "--no-cache", "--student",
               str(tiny_bert), "--epochs", "1", "--per-class", str(PER_CLASS)]

@@ -15,9 +15,10 @@ from typing import Callable
 
 import pytest
 
-from promptmix_dspy.augment import AugmentConfig, augment
-from promptmix_dspy.lm import LMSettings, build_handle
-from promptmix_dspy.runner import RetryPolicy, RunStopped, retry_after
+from promptmix_dspy.llm.runner import RetryPolicy, RunStopped, retry_after
+from promptmix_dspy.llm.settings import LMSettings, build_handle
+from promptmix_dspy.pipeline.augment import augment
+from promptmix_dspy.pipeline.config import AugmentConfig
 from promptmix_dspy.testing import Fault, RuleResponder, ScriptedServer, parse_fields, stable_generate
 
 GEN_CALLS, RELABEL_CALLS = 6, 12
@@ -243,7 +244,7 @@ def test_a_refused_key_stops_the_run(tmp_path, data_dir):
 def cli_augment(server: ScriptedServer, out: Path, data_dir: Path, *extra: str):
     from typer.testing import CliRunner
 
-    from promptmix_dspy.cli import app
+    from promptmix_dspy.cli.app import app
 
     args = ["augment", "--dataset", "trec6", "--data-dir", str(data_dir), "--per-class", "2", "--texts-per-call",
             "2", "--top-k", "6", "--max-rounds", "1", "--threads", "2", "--lm", "hosted_vllm/scripted",

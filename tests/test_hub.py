@@ -5,7 +5,7 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from promptmix_dspy import hub
+from promptmix_dspy.data import hub as hub
 
 
 def _dd(train: dict, test: dict, features: datasets.Features) -> datasets.DatasetDict:
@@ -39,7 +39,8 @@ def test_raft_twitter_complaints_drops_unlabeled_and_has_no_test(monkeypatch):
 
 
 def test_hub_failure_becomes_how_to_supply_error(monkeypatch):
-    from promptmix_dspy.data import DataError, load_dataset
+    from promptmix_dspy.data.datasets import load_dataset
+    from promptmix_dspy.data.types import DataError
 
     def offline(*args, **kwargs):
         raise ConnectionError("no network")

@@ -9,16 +9,17 @@ import sys
 
 import pytest
 
-from promptmix_dspy.lm import LMSettings, open_lm
-from promptmix_dspy.modules import BorderlineGenerator, Relabeler
-from promptmix_dspy.signatures import ClassCard
+from promptmix_dspy.llm.settings import LMSettings, open_lm
+from promptmix_dspy.method.modules import BorderlineGenerator, Relabeler
+from promptmix_dspy.method.signatures import ClassCard
 
 pytestmark = pytest.mark.llama
 
 
 @pytest.fixture(scope="module")
 def cards(data_dir) -> list[ClassCard]:
-    from promptmix_dspy.data import few_shot_split, load_dataset
+    from promptmix_dspy.data.datasets import load_dataset
+    from promptmix_dspy.data.fewshot import few_shot_split
 
     ds = load_dataset("trec6", data_dir=data_dir)
     split = few_shot_split(ds, k=2, seed=0)

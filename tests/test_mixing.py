@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from promptmix_dspy.mixing import MixCall, class_groups, mix_plan, sample_majority_share
+from promptmix_dspy.method.mixing import MixCall, class_groups, mix_plan, sample_majority_share
 
 LABELS = [f"c{i}" for i in range(10)]
 

@@ -7,10 +7,10 @@ import json
 import dspy
 import pytest
 
-from promptmix_dspy.embed import CandidateSelector, SentenceEncoder
-from promptmix_dspy.lm import LlamaCppJSONAdapter, output_schema
-from promptmix_dspy.modules import BorderlineGenerator, ClassDescriber, PromptMix, Relabeler, share_phrase
-from promptmix_dspy.signatures import ClassCard, GenerateBorderlineExamples, relabel_signature_for
+from promptmix_dspy.llm.adapters import LlamaCppJSONAdapter, output_schema
+from promptmix_dspy.method.candidates import CandidateSelector, SentenceEncoder
+from promptmix_dspy.method.modules import BorderlineGenerator, ClassDescriber, PromptMix, Relabeler, share_phrase
+from promptmix_dspy.method.signatures import ClassCard, GenerateBorderlineExamples, relabel_signature_for
 from promptmix_dspy.testing import RuleResponder, parse_fields, scripted_lm
 
 CARDS = [
@@ -102,7 +102,8 @@ def encoder() -> SentenceEncoder:
 
 
 def test_top_k_candidates_are_the_nearest_classes(encoder, data_dir):
-    from promptmix_dspy.data import few_shot_split, load_dataset
+    from promptmix_dspy.data.datasets import load_dataset
+    from promptmix_dspy.data.fewshot import few_shot_split
 
     split = few_shot_split(load_dataset("banking77", data_dir=data_dir), k=2, seed=0)
     selector = CandidateSelector(split.seeds_by_label(), encoder, top_k=5)

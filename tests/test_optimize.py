@@ -11,11 +11,13 @@ from pathlib import Path
 import dspy
 import pytest
 
-from promptmix_dspy.data import Dataset, Example, few_shot_split
-from promptmix_dspy.lm import LMHandle
-from promptmix_dspy.modules import PromptMix
-from promptmix_dspy.optimize import CompileConfig, class_cards, compile_programs, load_compiled, read_meta
-from promptmix_dspy.optimizers import OPTIMIZERS, parse_settings
+from promptmix_dspy.compile.optimize import CompileConfig, class_cards, compile_programs
+from promptmix_dspy.compile.optimizers import OPTIMIZERS, parse_settings
+from promptmix_dspy.data.fewshot import few_shot_split
+from promptmix_dspy.data.types import Dataset, Example
+from promptmix_dspy.llm.settings import LMHandle
+from promptmix_dspy.method.modules import PromptMix
+from promptmix_dspy.method.programs import load_compiled, read_meta
 from promptmix_dspy.testing import ConcurrencyProbe, RuleResponder, ScriptedServer, parse_fields, scripted_lm
 
 LABELS = ["weather", "sports", "music"]
@@ -271,7 +273,7 @@ def test_cli_keep_worse_saves_the_compiled_program(tmp_path):
 
 def test_the_committed_programs_load_for_their_labels_and_are_refused_for_others(data_dir):
     """programs/ in the repository: JSON that loads into fresh modules for its dataset's labels."""
-    from promptmix_dspy.data import load_dataset
+    from promptmix_dspy.data.datasets import load_dataset
 
     folder = Path(__file__).resolve().parents[1] / "programs" / "trec6"
     ds = load_dataset("trec6", data_dir=data_dir)

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from promptmix_dspy.data import Example
-from promptmix_dspy.grid import GridSpec
-from promptmix_dspy.plots import label_matrix, plot_accuracy, plot_boundary, plot_label_matrix
-from promptmix_dspy.report import cost_table, format_cost, mean_std, results_table, summarize, write_grid_report
+from promptmix_dspy.data.types import Example
+from promptmix_dspy.experiments.grid import GridSpec
+from promptmix_dspy.experiments.plots import label_matrix, plot_accuracy, plot_boundary, plot_label_matrix
+from promptmix_dspy.experiments.report import cost_table, format_cost, results_table, write_grid_report
+from promptmix_dspy.experiments.summary import mean_std, summarize
 
 LABELS = ["LOC", "HUM", "NUM"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -106,8 +107,8 @@ def test_write_grid_report(tmp_path, monkeypatch):
     out = tmp_path / "grid"
     for seed in (0, 1):
         _generation(out / "generations" / "trec6" / f"seed{seed}" / "mix", seed)
-    monkeypatch.setattr("promptmix_dspy.embed.SentenceEncoder", FakeEncoder)
-    monkeypatch.setattr("promptmix_dspy.plots._train", lambda dataset, data_dir: [
+    monkeypatch.setattr("promptmix_dspy.method.candidates.SentenceEncoder", FakeEncoder)
+    monkeypatch.setattr("promptmix_dspy.experiments.plots._train", lambda dataset, data_dir: [
         Example(f"train {lab} {i}", lab) for lab in LABELS for i in range(20)])
     grid = GridSpec(["trec6", "subj"], ["baseline", "a2"], [0, 1, 2])
     rows = [dict(r, versions={"dspy": "3.4.1"}, relabeled_share=0.25 if r["method"] == "a2" else None)

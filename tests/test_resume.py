@@ -19,8 +19,9 @@ from pathlib import Path
 import dspy
 import pytest
 
-from promptmix_dspy.augment import AugmentConfig, augment
-from promptmix_dspy.lm import LMSettings
+from promptmix_dspy.llm.settings import LMSettings
+from promptmix_dspy.pipeline.augment import augment
+from promptmix_dspy.pipeline.config import AugmentConfig
 from promptmix_dspy.testing import Fault, RuleResponder, ScriptedServer, stable_generate
 
 
@@ -173,7 +174,7 @@ def test_two_endpoints_never_share_cached_answers(tmp_path, data_dir, disk_cache
 
 
 def test_the_cache_key_covers_the_sample_index(tmp_path, disk_cache):
-    from promptmix_dspy.lm import build_handle
+    from promptmix_dspy.llm.settings import build_handle
 
     with ScriptedServer(RuleResponder()) as server:
         settings = LMSettings(model="hosted_vllm/scripted", api_base=server.base_url, cache=True)
@@ -187,7 +188,7 @@ def test_the_cache_key_covers_the_sample_index(tmp_path, disk_cache):
 
 def test_a_restarted_embedded_server_reuses_cached_answers_another_model_does_not(tmp_path, disk_cache):
     """The embedded server gets a new port each start; its cache identity is the model file, not the port."""
-    from promptmix_dspy.lm import build_handle
+    from promptmix_dspy.llm.settings import build_handle
 
     settings = LMSettings(model="hosted_vllm/smollm2", cache=True)
     with ScriptedServer(RuleResponder()) as one, ScriptedServer(RuleResponder()) as two:

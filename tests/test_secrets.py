@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from promptmix_dspy.store import Journal, atomic_write_json, redact, register_secret
+from promptmix_dspy.store.files import Journal, atomic_write_json
+from promptmix_dspy.store.redaction import redact, register_secret
 from promptmix_dspy.testing import Fault, RuleResponder, ScriptedServer, parse_fields, stable_generate
 
 OPENAI_SENTINEL = "sk-SENTINEL-openai-5f1e0c9a7d3b"
@@ -149,9 +150,9 @@ def test_redact_masks_env_keys_and_registered_values(tmp_path, monkeypatch):
 
 
 def test_a_saved_program_holds_no_key_even_with_an_lm_attached(tmp_path, monkeypatch):
-    from promptmix_dspy.lm import LMSettings, build_handle
-    from promptmix_dspy.modules import Relabeler
-    from promptmix_dspy.signatures import ClassCard
+    from promptmix_dspy.llm.settings import LMSettings, build_handle
+    from promptmix_dspy.method.modules import Relabeler
+    from promptmix_dspy.method.signatures import ClassCard
 
     monkeypatch.setenv("PROMPTMIX_CRED", CUSTOM_SENTINEL)
     settings = LMSettings(model="openai/gpt-4o-mini", api_key_env="PROMPTMIX_CRED")

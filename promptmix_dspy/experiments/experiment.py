@@ -1,0 +1,197 @@
+"""One experiment: a method on one dataset and seed, every artifact in one run folder (the spec: spec.py).
+
+    few-shot split -> descriptions -> generate -> relabel -> train -> evaluate
+
+``run_experiment(spec, out)`` runs the steps a method needs and writes ``result.json``, the cell's row of the
+results table. A finished step is not redone when the run is repeated: the LLM steps resume from their
+journals (augment.py), a finished generation is read back without opening the LM, and train/evaluate leave a
+marker in ``steps/``. Methods are the rows of the paper's table (``METHODS``); a1 and a2 read one shared
+generation (a1 keeps the labels as generated), so the grid pays for it once.
+
+Run folder::
+
+    experiment.json  the spec and versions      augment/   the generation (unless shared by a grid)
+    student/         the trained student        eval/      report.{json,md}, confusion.png, predictions.jsonl
+    steps/           train.json, evaluate.json  result.json the cell's row: metrics, cost, seconds per stage
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from promptmix_dspy.data.datasets import load_dataset
+from promptmix_dspy.data.fewshot import few_shot_split
+from promptmix_dspy.data.types import Dataset, Example
+from promptmix_dspy.experiments.methods import METHODS, Cell, Method
+from promptmix_dspy.experiments.spec import ExperimentSpec
+from promptmix_dspy.llm.settings import LazyLM
+from promptmix_dspy.pipeline.config import AugmentConfig
+from promptmix_dspy.pipeline.augment import run_augment
+from promptmix_dspy.store.files import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    journal_usage,
+    now_iso,
+    read_json,
+    versions,
+)
+
+__all__ = ["JOURNALS", "SpecMismatch", "generation_usage", "llm_call_seconds", "run_experiment"]
+
+logger = logging.getLogger(__name__)
+
+JOURNALS = {"describe": "descriptions.jsonl", "generate": "generated.jsonl", "relabel": "relabeled.jsonl",
+            "teacher": "teacher.jsonl"}
+
+
+class SpecMismatch(ValueError):
+    """The run folder holds an experiment made with other settings."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The LM, opened only when a step needs it
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The experiment
+
+
+def run_experiment(spec: ExperimentSpec, out_dir: str | Path, lm: LazyLM | None = None, *,
+                   generation_dir: str | Path | None = None, dataset: Dataset | None = None) -> dict:
+    """Run (or finish) one experiment in out_dir and return its result row. ``generation_dir`` lets cells of a
+    grid share a generation; by default it is out_dir/augment."""
+    out = Path(out_dir)
+    _start(out, spec)
+    if (out / "result.json").exists():
+        logger.info("%s is finished: nothing to do", out)
+        return read_json(out / "result.json")
+    with contextlib.ExitStack() as stack:
+        lm = lm or stack.enter_context(LazyLM(spec.lm_settings()))
+        ds = dataset or load_dataset(spec.dataset, data_dir=spec.data_dir)
+        cell = Cell(spec, ds, few_shot_split(ds, spec.shots_used, spec.seed))
+        row = _run_steps(cell, out, lm, Path(generation_dir) if generation_dir else out / "augment")
+    atomic_write_json(out / "result.json", row)
+    return row
+
+
+def _start(out: Path, spec: ExperimentSpec) -> None:
+    path = out / "experiment.json"
+    if path.exists() and read_json(path)["spec"] != spec.fingerprint():
+        raise SpecMismatch(f"{path} was written by an experiment with other settings: use another folder, or "
+                           f"delete it to start over")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"spec": spec.fingerprint(), "versions": versions(), "updated": now_iso()})
+
+
+def _run_steps(cell: Cell, out: Path, lm: LazyLM, generation_dir: Path) -> dict:
+    method = METHODS[cell.spec.method]
+    atomic_write_jsonl(out / "seeds.jsonl", [asdict(e) for e in cell.split.seeds])
+    if method.teacher:
+        from promptmix_dspy.experiments.teacher import run_teacher
+
+        result = run_teacher(cell.spec, cell.split, out, lm)
+        return _row(cell, {**result, "llm_call_seconds": llm_call_seconds(out, ("describe", "teacher"))})
+    usage: dict = {"llm": None, "seconds": {}, "lm": None}
+    if method.generation:
+        cell.generated, usage = _generation(cell, method, generation_dir, lm)
+    rows = list(cell.split.seeds) + method.extra_rows(cell)
+    student_dir = _train(cell, rows, out)
+    report = _evaluate(cell, student_dir, out)
+    usage["seconds"] = {**usage["seconds"], "train": report.pop("train_seconds"),
+                        "evaluate": report.pop("evaluate_seconds")}
+    return _row(cell, {**report, **usage, "train_rows": len(rows)})
+
+
+def _generation(cell: Cell, method: Method, gen_dir: Path, lm: LazyLM) -> tuple[list[dict], dict]:
+    """The generation's final rows, read back when finished (no LM needed), else run or resumed."""
+    config = cell.spec.augment_config(method.generation)
+    if not _generation_finished(gen_dir, config):
+        run_augment(cell.dataset, gen_dir, config, lm(), programs=cell.spec.programs_dir)
+    rows = [r for _, r in _read_jsonl(gen_dir / "augmented.jsonl")]
+    summary = read_json(gen_dir / "summary.json")
+    usage = {"llm": generation_usage(gen_dir, method.generation_stages), "lm": read_json(gen_dir / "config.json")["lm"],
+             "seconds": {k: v for k, v in summary["seconds"].items() if k in method.generation_stages},
+             "llm_call_seconds": llm_call_seconds(gen_dir, method.generation_stages),
+             "relabeled_share": summary["relabeled_share"] if "relabel" in method.generation_stages else None,
+             "generation": str(gen_dir)}
+    return rows, usage
+
+
+def _generation_finished(gen_dir: Path, config: AugmentConfig) -> bool:
+    if not (gen_dir / "summary.json").exists() or not (gen_dir / "config.json").exists():
+        return False
+    return read_json(gen_dir / "config.json").get("augment") == config.fingerprint()
+
+
+def generation_usage(gen_dir: Path, stages: tuple[str, ...]) -> dict:
+    """LLM calls, tokens and cost of the given stages of a generation, from its journals."""
+    return journal_usage([Path(gen_dir) / JOURNALS[s] for s in stages])
+
+
+def llm_call_seconds(folder: Path, stages: tuple[str, ...]) -> dict[str, float]:
+    """Seconds summed over every LLM call of each stage (earlier, interrupted sessions included), from the
+    journals: the wall clock of one session misses resumed work. With N requests in flight, wall ~ this / N."""
+    out = {}
+    for stage in stages:
+        path = Path(folder) / JOURNALS[stage]
+        if path.exists():
+            out[stage] = round(sum((row.get("usage") or {}).get("seconds", 0.0) for row in _journal_lines(path)), 1)
+    return out
+
+
+def _journal_lines(path: Path) -> list[dict]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn last line of a killed run
+            break
+    return rows
+
+
+def _train(cell: Cell, rows: list[Example], out: Path) -> Path:
+    from promptmix_dspy.student.train import train_student
+
+    marker, student_dir = out / "steps" / "train.json", out / "student"
+    if marker.exists():
+        return student_dir
+    started = time.monotonic()
+    provenance = {"method": cell.spec.method, "dataset": cell.spec.dataset, "seed": cell.spec.seed,
+                  "seeds": len(cell.split.seeds), "added": len(rows) - len(cell.split.seeds)}
+    train_student(rows, cell.dataset.labels, cell.spec.train_config(), student_dir, provenance=provenance)
+    atomic_write_json(marker, {"seconds": round(time.monotonic() - started, 3), "rows": len(rows),
+                               "finished": now_iso()})
+    return student_dir
+
+
+def _evaluate(cell: Cell, student_dir: Path, out: Path) -> dict:
+    from promptmix_dspy.student.evaluate import evaluate_model
+
+    marker = out / "steps" / "evaluate.json"
+    if not marker.exists():
+        started = time.monotonic()
+        meta = {"dataset": cell.spec.dataset, "method": cell.spec.method, "seed": cell.spec.seed, "split": "test"}
+        report = evaluate_model(student_dir, cell.dataset.test, out / "eval", meta=meta)
+        atomic_write_json(marker, {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+                                   "n_test": report["n"], "seconds": round(time.monotonic() - started, 3),
+                                   "finished": now_iso()})
+    done = read_json(marker)
+    return {"accuracy": done["accuracy"], "macro_f1": done["macro_f1"], "n_test": done["n_test"],
+            "evaluate_seconds": done["seconds"], "train_seconds": read_json(out / "steps" / "train.json")["seconds"]}
+
+
+def _row(cell: Cell, result: dict) -> dict:
+    spec = cell.spec
+    return {"dataset": spec.dataset, "method": spec.method, "seed": spec.seed, "shots": spec.shots_used,
+            **result, "config": spec.fingerprint(), "versions": versions(), "finished": now_iso()}
+
+
+def _read_jsonl(path: Path):
+    from promptmix_dspy.data.datasets import read_jsonl
+
+    return read_jsonl(path)

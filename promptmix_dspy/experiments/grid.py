@@ -1,0 +1,142 @@
+"""The benchmark grid: datasets x methods x seeds, one experiment per cell, finished cells skipped on re-run.
+
+    out/cells/<dataset>/<method>/seed<k>/        one run folder per cell (experiment.py)
+    out/generations/<dataset>/seed<k>/<mix|nomix>/   generations shared by the cells that read them
+    out/results.jsonl, results.md, *.png          the table, the cost and the plots (report.py)
+
+The LM is opened only if some unfinished cell needs it, so re-running a finished grid rebuilds the report
+without starting a server or sending a request. A cell that fails is logged and left unfinished (the next run
+retries it); a spent budget (--max-errors, --max-cost) stops the grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from promptmix_dspy.data.datasets import load_dataset
+from promptmix_dspy.data.types import Dataset
+from promptmix_dspy.experiments.experiment import run_experiment
+from promptmix_dspy.experiments.methods import METHODS
+from promptmix_dspy.experiments.spec import ExperimentSpec, dataset_key, load_spec_data, merge_overrides
+from promptmix_dspy.llm.runner import RunStopped
+from promptmix_dspy.llm.settings import LazyLM
+from promptmix_dspy.store.files import atomic_write_json, atomic_write_jsonl, now_iso, read_json
+
+__all__ = ["GridSpec", "cell_dir", "collect_results", "generation_dir", "load_grid", "run_grid"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GridSpec:
+    """The grid's axes and the settings every cell shares (ExperimentSpec fields)."""
+
+    datasets: list[str]
+    methods: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    base: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.datasets or not self.methods or not self.seeds:
+            raise ValueError("a grid needs at least one dataset, one method and one seed")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
+        clash = {"dataset", "method", "seed"} & set(self.base)
+        if clash:
+            raise ValueError(f"{sorted(clash)} are grid axes: set datasets/methods/seeds instead")
+        unknown = set(self.base) - {f.name for f in fields(ExperimentSpec)}
+        if unknown:
+            known = sorted(f.name for f in fields(ExperimentSpec))
+            raise ValueError(f"unknown setting(s) {sorted(unknown)}; known: {known}")
+        self.cells()  # validates the shared settings once, up front
+
+    def cells(self) -> list[ExperimentSpec]:
+        """Seed-major order, so an interrupted grid has whole seeds of every dataset and method."""
+        return [ExperimentSpec(dataset=d, method=m, seed=s, **self.base)
+                for s in self.seeds for d in self.datasets for m in self.methods]
+
+    def needs_lm(self) -> bool:
+        return any(METHODS[m].generation or METHODS[m].teacher for m in self.methods)
+
+
+def load_grid(path: str | Path | None = None, **overrides: Any) -> GridSpec:
+    """A grid from TOML ([grid] datasets/methods/seeds, the rest as in an experiment spec) and overrides."""
+    data = load_spec_data(path) if path else {}
+    axes = data.pop("grid", {})
+    extra = set(axes) - {"datasets", "methods", "seeds"}
+    if extra:
+        raise ValueError(f"{path}: [grid] takes datasets, methods and seeds only, got {sorted(extra)} (TOML puts "
+                         f"every key after a [table] header into that table: write shared settings above it)")
+    for key in ("dataset", "method", "seed"):
+        data.pop(key, None)
+    for axis in ("datasets", "methods", "seeds"):
+        if overrides.get(axis) is not None:
+            axes[axis] = overrides.pop(axis)
+    data = merge_overrides(data, overrides)
+    if not axes.get("datasets") or not axes.get("methods"):
+        raise ValueError("the grid needs datasets and methods (from --datasets/--methods or a [grid] table)")
+    return GridSpec(axes["datasets"], axes["methods"], axes.get("seeds", [0, 1, 2]), data)
+
+
+def cell_dir(out: Path, spec: ExperimentSpec) -> Path:
+    return Path(out) / "cells" / dataset_key(spec.dataset) / spec.method / f"seed{spec.seed}"
+
+
+def generation_dir(out: Path, spec: ExperimentSpec) -> Path | None:
+    generation = METHODS[spec.method].generation
+    if not generation:
+        return None
+    return Path(out) / "generations" / dataset_key(spec.dataset) / f"seed{spec.seed}" / generation
+
+
+def run_grid(grid: GridSpec, out: str | Path, lm: LazyLM | None = None) -> list[dict]:
+    """Run every unfinished cell, then collect results.jsonl; returns the rows of the finished cells."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "grid.json", {"grid": asdict(grid), "updated": now_iso()})
+    todo = [spec for spec in grid.cells() if not (cell_dir(out, spec) / "result.json").exists()]
+    logger.info("grid: %d cells, %d finished, %d to run", len(grid.cells()), len(grid.cells()) - len(todo),
+                len(todo))
+    datasets: dict[str, Dataset] = {}
+    with lm or LazyLM(_lm_settings(grid)) as handle:
+        for i, spec in enumerate(todo, start=1):
+            logger.info("cell %d/%d: %s / %s / seed %d", i, len(todo), spec.dataset, spec.method, spec.seed)
+            _run_cell(spec, out, handle, datasets)
+    return collect_results(grid, out)
+
+
+def _lm_settings(grid: GridSpec):
+    return grid.cells()[0].lm_settings()
+
+
+def _run_cell(spec: ExperimentSpec, out: Path, lm: LazyLM, datasets: dict[str, Dataset]) -> None:
+    if spec.dataset not in datasets:
+        datasets[spec.dataset] = load_dataset(spec.dataset, data_dir=spec.data_dir)
+    folder = cell_dir(out, spec)
+    try:
+        run_experiment(spec, folder, lm, generation_dir=generation_dir(out, spec), dataset=datasets[spec.dataset])
+        (folder / "error.txt").unlink(missing_ok=True)
+    except (RunStopped, KeyboardInterrupt):
+        raise
+    except Exception:  # one broken cell must not lose the rest of the grid: log it, the next run retries
+        logger.error("cell %s failed (left unfinished):\n%s", folder, traceback.format_exc())
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+
+
+def collect_results(grid: GridSpec, out: str | Path) -> list[dict]:
+    """The finished cells' rows in grid order, written to out/results.jsonl."""
+    out = Path(out)
+    rows = [read_json(cell_dir(out, s) / "result.json") for s in grid.cells()
+            if (cell_dir(out, s) / "result.json").exists()]
+    atomic_write_jsonl(out / "results.jsonl", rows)
+    missing = len(grid.cells()) - len(rows)
+    if missing:
+        logger.warning("%d of %d cells are unfinished (see error.txt in their folders); re-run to finish them",
+                       missing, len(grid.cells()))
+    return rows

@@ -1,0 +1,214 @@
+"""The grid's report: the results table (mean ± std over seeds), the cost per cell, and the plots.
+
+``write_grid_report(grid, out, rows)`` writes results.md beside results.jsonl, with accuracy.png (accuracy by
+method and dataset) and, per dataset with a PromptMix generation, boundary_<dataset>.png (a 2-D projection of
+sentence embeddings: train texts as class clusters, the seeds, and the generated texts coloured by final label)
+and labels_<dataset>.png (generated_for -> final label). Standard deviations are sample ones (n - 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from promptmix_dspy.experiments.methods import METHODS
+from promptmix_dspy.experiments.spec import dataset_key
+from promptmix_dspy.experiments.summary import summarize
+from promptmix_dspy.store.files import atomic_write_jsonl, atomic_write_text
+
+if TYPE_CHECKING:
+    from promptmix_dspy.experiments.grid import GridSpec
+
+__all__ = ["STAGES", "cost_table", "format_cost", "results_table", "write_grid_report"]
+
+logger = logging.getLogger(__name__)
+STAGES = ("describe", "generate", "relabel", "teacher", "train", "evaluate")
+LLM_STAGES = ("describe", "generate", "relabel", "teacher")  # timed as seconds summed over calls
+
+
+def results_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[str],
+                  metric: str = "accuracy") -> str:
+    """Markdown: one row per method, one column per dataset, cells 'mean ± std' in percent."""
+    stats = summarize(rows, metric)
+    lines = ["| method | " + " | ".join(dataset_key(d) for d in datasets) + " |", "|---|" + "---:|" * len(datasets)]
+    for method in methods:
+        cells = [_cell(stats.get((d, method))) for d in datasets]
+        lines.append(f"| **{method}**: {METHODS[method].summary} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(stat: dict | None) -> str:
+    if stat is None:
+        return "–"
+    text = f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+    return text if stat["n"] > 1 else f"{100 * stat['mean']:.1f} (n=1)"
+
+
+def cost_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[str]) -> str:
+    """Markdown: LLM calls, tokens, price and seconds per stage for each (dataset, method), mean over seeds."""
+    head = ["dataset", "method", "seeds", "LLM calls", "prompt tokens", "completion tokens", "price (USD)",
+            *[f"{s} {'call-s' if s in LLM_STAGES else 's'}" for s in STAGES]]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for d in datasets:
+        for m in methods:
+            cell = [r for r in rows if r["dataset"] == d and r["method"] == m]
+            if cell:
+                lines.append("| " + " | ".join([dataset_key(d), m, str(len(cell)), *_cost_cells(cell)]) + " |")
+    return "\n".join(lines)
+
+
+def _cost_cells(cell: list[dict]) -> list[str]:
+    llm = [r.get("llm") or {} for r in cell]
+    out = [_mean_int([x.get(k, 0) for x in llm]) for k in ("llm_calls", "prompt_tokens", "completion_tokens")]
+    prices = [x.get("cost_usd") for x in llm if x]
+    out.append("–" if not prices else "n/a" if None in prices else f"{statistics.fmean(prices):.4f}")
+    for stage in STAGES:
+        secs = [s for s in (_stage_seconds(r, stage) for r in cell) if s is not None]
+        out.append(f"{statistics.fmean(secs):.0f}" if secs else "–")
+    return out
+
+
+def _stage_seconds(row: dict, stage: str) -> float | None:
+    """Train/evaluate: wall seconds. LLM stages: seconds summed over calls (older rows: session wall time)."""
+    timing = row.get("llm_call_seconds") if stage in LLM_STAGES and row.get("llm_call_seconds") else row.get("seconds")
+    return (timing or {}).get(stage)
+
+
+def _mean_int(values: list[int]) -> str:
+    return f"{statistics.fmean(values):.0f}" if any(values) else "0"
+
+
+def format_cost(row: dict) -> str:
+    """One cell's cost in a line: LLM calls, tokens, price, seconds per stage."""
+    llm = row.get("llm") or {}
+    price = llm.get("cost_usd")
+    price_text = "no LLM" if not llm else "n/a (not in litellm's price table)" if price is None else f"${price:.4f}"
+    stages = ", ".join([*(f"{k} {v:.0f}s" for k, v in (row.get("seconds") or {}).items() if k not in LLM_STAGES),
+                        *(f"{k} {v:.0f} call-s" for k, v in (row.get("llm_call_seconds") or {}).items())])
+    return (f"LLM calls {llm.get('llm_calls', 0)}, tokens {llm.get('prompt_tokens', 0)} prompt + "
+            f"{llm.get('completion_tokens', 0)} completion, price {price_text}; {stages}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The report
+
+
+def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], command: str = "",
+                      report_dir: str | Path | None = None) -> dict:
+    """Write results.{jsonl,md} and the plots of the grid in out into report_dir (default: out itself).
+
+    Returns {"table": the markdown accuracy table, "files": the paths written}."""
+    out, dest = Path(out), Path(report_dir or out)
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_jsonl(dest / "results.jsonl", rows)
+    generations = {dataset: _generations(out, dataset_key(dataset), grid.seeds) for dataset in grid.datasets}
+    files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows)]
+    table = results_table(rows, grid.datasets, grid.methods)
+    examples = [line for dataset, gens in generations.items() if gens for line in examples_table(dataset, gens[0])]
+    atomic_write_text(dest / "results.md", _markdown(grid, rows, table, command, files, examples))
+    return {"table": table, "files": files}
+
+
+def examples_table(dataset: str, gen_dir: Path, per_class: int = 2, width: int = 110) -> list[str]:
+    """Markdown: the first generated texts of each class in one generation, with their mix and final label."""
+    from promptmix_dspy.experiments.plots import read_jsonl_rows
+
+    shown: dict[str, int] = defaultdict(int)
+    where = f"{dataset_key(dataset)} {Path(gen_dir).parent.name}"
+    lines = [f"Generated texts, {where} (the first {per_class} per class):",
+             "", "| generated for | mixed with | majority share | final label | text |", "|---|---|---:|---|---|"]
+    for row in read_jsonl_rows(Path(gen_dir) / "augmented.jsonl"):
+        if shown[row["generated_for"]] < per_class:
+            shown[row["generated_for"]] += 1
+            text = " ".join(row["text"].split()).replace("|", "\\|")
+            text = text if len(text) <= width else text[: width - 1] + "…"
+            lines.append(f"| {row['generated_for']} | {row.get('minority') or '–'} | {row.get('majority_share', '')} "
+                         f"| {row['label']} | {text} |")
+    return lines + [""]
+
+
+def _plots(grid: "GridSpec", generations: dict[str, list[Path]], dest: Path, rows: Sequence[dict]) -> list[Path]:
+    from promptmix_dspy.experiments.plots import plot_accuracy, plot_boundary, plot_label_matrix
+
+    files = [plot_accuracy(rows, grid.datasets, grid.methods, dest / "accuracy.png")] if rows else []
+    for dataset, gens in generations.items():
+        if gens:
+            key = dataset_key(dataset)
+            files.append(plot_boundary(dataset, gens[0], grid.base.get("data_dir"), dest / f"boundary_{key}.png"))
+            files.append(plot_label_matrix(key, gens, dest / f"labels_{key}.png"))
+    return files
+
+
+def _generations(out: Path, key: str, seeds: Sequence[int]) -> list[Path]:
+    """The finished mix generations of a dataset, first seed first."""
+    folders = [out / "generations" / key / f"seed{s}" / "mix" for s in seeds]
+    return [f for f in folders if (f / "augmented.jsonl").exists()]
+
+
+def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str, files: list[Path],
+              examples: list[str]) -> str:
+    seeds = ", ".join(str(s) for s in grid.seeds)
+    parts = [f"# PromptMix benchmark: {', '.join(dataset_key(d) for d in grid.datasets)}", "",
+             f"Test accuracy (%), mean ± standard deviation over seeds {seeds} (sample standard deviation, "
+             f"n - 1). Numbers as they came from one run; nothing was tuned on the test sets.", "", table, "",
+             "Macro-F1 (%):", "", results_table(rows, grid.datasets, grid.methods, "macro_f1"), "",
+             "## Settings", "", *_settings(grid, rows), "",
+             "## Generated data", "", *_generation_lines(rows), "", *examples,
+             "## Cost per cell (mean over seeds)", "",
+             "a1 is charged only the describe and generate calls of the generation it shares with a2; a2 is "
+             "charged all of it. LLM stages (call-s): seconds summed over the stage's calls, resumed sessions "
+             "included (with N requests in flight the wall time is about 1/N of it); train and evaluate: wall "
+             "seconds. Price: litellm's price table, n/a for a model it does not list (a local model).", "",
+             cost_table(rows, grid.datasets, grid.methods), "", "## Plots", ""]
+    parts += [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png"]
+    finished = len(rows), len(grid.cells())
+    parts += ["", f"Cells finished: {finished[0]} of {finished[1]}. Reproduce: `{command or 'promptmix bench ...'}`"]
+    return "\n".join(parts) + "\n"
+
+
+def _settings(grid: "GridSpec", rows: Sequence[dict]) -> list[str]:
+    spec = grid.cells()[0]
+    train = spec.train_config()
+    lm = next((r["lm"] for r in rows if r.get("lm")), None)
+    versions = rows[0]["versions"] if rows else {}
+    teacher_texts = ("the whole test set" if spec.teacher_test_limit is None else f"at most "
+                     f"{spec.teacher_test_limit} test texts: a fixed seeded sample where the test set is larger")
+    return [f"- LLM: {_describe_lm(lm, spec.lm)}",
+            f"- Few-shot: {spec.shots} seed examples per class (baseline5: 5), drawn by seed from train.",
+            f"- Generation: up to {spec.per_class} kept per class, {spec.texts_per_call} texts per call, groups of "
+            f"{spec.group_size} classes, majority share 0.5 + 0.5·Beta(5, 2) rounded to 0.05 (nomix: 1.0), up to "
+            f"{spec.max_rounds} round{'s' if spec.max_rounds != 1 else ''}; relabeling offers the top {spec.top_k} "
+            f"classes by MiniLM similarity.",
+            f"- Student: {train.student}, {train.epochs} epochs, batch {train.batch_size}, lr {train.lr}, weight "
+            f"decay {train.weight_decay}, warmup {train.warmup_ratio}, max length {train.max_length}; the same "
+            f"for every method.",
+            f"- llm (the teacher) labels {teacher_texts}; students are scored on the whole test set.",
+            f"- eda: synonym replacement, random insertion, swap and deletion (alpha 0.1), {spec.per_class} new "
+            f"texts per class (as many as the generation asks for); synonyms are the nearest MiniLM input "
+            f"embeddings (WordNet is not available offline).",
+            "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
+
+
+def _describe_lm(lm: dict | None, spec_lm: dict) -> str:
+    if lm is None:
+        return spec_lm.get("model") or "the embedded SmolLM2 server"
+    where = ("the embedded SmolLM2-135M-Instruct (GGUF) on llama.cpp, CPU" if lm.get("embedded")
+             else lm.get("api_base") or "the provider's endpoint")
+    return (f"`{lm['model']}` ({where}), adapter {lm.get('adapter')}, max_tokens {lm.get('max_tokens')}, "
+            f"generation temperature 1.0, relabeling temperature 0")
+
+
+def _generation_lines(rows: Sequence[dict]) -> list[str]:
+    shares: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in rows:
+        if row.get("relabeled_share") is not None:
+            shares[(row["dataset"], row["method"])].append(row["relabeled_share"])
+    if not shares:
+        return ["No generation in this grid."]
+    lines = ["Share of generated texts the LLM relabeled (final label != the class they were generated for), "
+             "mean over seeds:", ""]
+    lines += [f"- {dataset_key(d)} / {m}: {100 * statistics.fmean(v):.1f}%" for (d, m), v in sorted(shares.items())]
+    return lines

@@ -1,0 +1,133 @@
+"""What an experiment runs: ``ExperimentSpec``, read from TOML specs (evals/*.toml) with command-line overrides.
+
+The fingerprint of a spec holds only the settings that shape its method's result (a baseline cell ignores the
+LLM settings, the teacher ignores the student), so a run folder can refuse other settings without refusing
+harmless ones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from promptmix_dspy.experiments.methods import GENERATIONS, METHODS
+from promptmix_dspy.llm.settings import LMSettings
+from promptmix_dspy.pipeline.config import AugmentConfig
+
+__all__ = ["ExperimentSpec", "dataset_key", "load_spec", "load_spec_data", "merge_overrides"]
+
+_AUGMENT = AugmentConfig()  # the generation defaults live in AugmentConfig; a spec starts from them
+_NOT_FINGERPRINTED = {"threads", "data_dir"}  # do not change results: may differ when a run is resumed
+
+
+@dataclass
+class ExperimentSpec:
+    """What one experiment runs. Defaults follow DESIGN.md; ``student`` overrides TrainConfig fields, ``lm``
+    holds LMSettings fields (no ``model`` = the embedded SmolLM2 server)."""
+
+    dataset: str
+    method: str = "a2"
+    seed: int = _AUGMENT.seed
+    shots: int = _AUGMENT.shots
+    per_class: int = _AUGMENT.per_class
+    texts_per_call: int = _AUGMENT.texts_per_call
+    group_size: int = _AUGMENT.group_size
+    top_k: int = _AUGMENT.top_k
+    max_rounds: int = _AUGMENT.max_rounds
+    attempts: int = _AUGMENT.attempts
+    threads: int = _AUGMENT.num_threads
+    eda_per_example: int | None = None  # default: per_class // shots, as many new texts as the generation adds
+    teacher_test_limit: int | None = None  # the llm method on a fixed, seeded sample of the test set
+    programs: str | None = None
+    data_dir: str | None = None
+    student: dict[str, Any] = field(default_factory=dict)
+    lm: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; known: {sorted(METHODS)}")
+        for name in ("shots", "per_class", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.teacher_test_limit is not None and self.teacher_test_limit < 1:
+            raise ValueError(f"teacher_test_limit must be >= 1, got {self.teacher_test_limit}")
+        unknown = set(self.lm) - {f.name for f in fields(LMSettings)}
+        if unknown:
+            raise ValueError(f"unknown [lm] setting(s) {sorted(unknown)}")
+
+    @property
+    def shots_used(self) -> int:
+        return METHODS[self.method].shots or self.shots
+
+    def augment_config(self, generation: str = "mix") -> AugmentConfig:
+        return AugmentConfig(shots=self.shots_used, seed=self.seed, per_class=self.per_class,
+                             texts_per_call=self.texts_per_call, group_size=self.group_size, top_k=self.top_k,
+                             max_rounds=self.max_rounds, attempts=self.attempts, num_threads=self.threads,
+                             **GENERATIONS[generation])
+
+    def train_config(self):
+        from promptmix_dspy.student.train import TrainConfig
+
+        return TrainConfig.for_dataset(self.dataset, **{"seed": self.seed, **self.student})
+
+    @property
+    def programs_dir(self) -> str | None:
+        """Compiled programs to use; ``{dataset}`` in the path becomes the dataset's name (programs/{dataset})."""
+        return self.programs.replace("{dataset}", dataset_key(self.dataset)) if self.programs else None
+
+    def lm_settings(self) -> LMSettings:
+        return LMSettings(**self.lm)
+
+    def fingerprint(self) -> dict:
+        """The settings that shape this method's result (a baseline cell ignores the LLM settings)."""
+        out = {k: v for k, v in asdict(self).items() if k not in _NOT_FINGERPRINTED | _unused_by(self.method)}
+        if "lm" in out:
+            out["lm"] = {k: v for k, v in self.lm.items() if k in ("model", "adapter", "max_tokens")}
+        return out
+
+
+def _unused_by(method_name: str) -> set[str]:
+    method = METHODS[method_name]
+    unused = set() if method.generation else {"texts_per_call", "group_size", "max_rounds"}
+    if not (method.generation or method.teacher):
+        unused |= {"top_k", "attempts", "programs", "lm"}
+    unused |= set() if method.teacher else {"teacher_test_limit"}
+    unused |= {"student"} if method.teacher else set()
+    return unused | (set() if method_name == "eda" else {"eda_per_example"})
+
+
+def dataset_key(dataset: str) -> str:
+    """A folder-safe short name: a built-in name as is, a file or folder by its name without suffix."""
+    return re.sub(r"[^\w.-]+", "_", Path(dataset).stem) if ("/" in dataset or "\\" in dataset) else dataset
+
+
+def load_spec_data(path: str | Path) -> dict[str, Any]:
+    """The raw tables of a TOML spec file."""
+    import tomllib
+
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:
+    """An ExperimentSpec from a TOML file (top-level keys, [student] and [lm] tables); None overrides ignored."""
+    data = load_spec_data(path)
+    data.pop("grid", None)
+    known = {f.name for f in fields(ExperimentSpec)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return ExperimentSpec(**merge_overrides(data, overrides))
+
+
+def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Spec values with overrides applied: None leaves a value alone, tables ([student], [lm]) are merged."""
+    out = dict(data)
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            out[key] = {**out.get(key, {}), **value}
+        elif value is not None:
+            out[key] = value
+    return out

@@ -1,0 +1,61 @@
+"""Compiled program state on disk: each program's JSON state (DSPy's ``save``: demos and instructions, never
+pickle) beside a meta.json that names the labels it was compiled for. Loading refuses other labels."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from promptmix_dspy.method.modules import PromptMix
+from promptmix_dspy.store.files import read_json
+
+__all__ = ["META", "PROGRAMS", "check_labels", "load_compiled", "load_state", "read_meta"]
+
+logger = logging.getLogger(__name__)
+
+
+PROGRAMS = ("relabeler", "generator")
+
+
+META = "meta.json"
+
+
+def read_meta(programs_dir: str | Path) -> dict[str, Any]:
+    path = Path(programs_dir) / META
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: {programs_dir} is not a folder of compiled programs "
+                                f"(make one with `promptmix compile --out {programs_dir}`)")
+    return read_json(path)
+
+
+def check_labels(saved: list[str], labels: list[str], where: Path) -> None:
+    if sorted(saved) != sorted(labels):
+        raise ValueError(f"the programs in {where} were compiled for labels {saved}, but this dataset has labels "
+                         f"{labels}; compile programs for this dataset (promptmix compile --dataset ... --out DIR)")
+
+
+def load_state(module: dspy.Module, path: str | Path) -> dspy.Module:
+    """Load one saved program's JSON state (demos, instructions) into ``module``."""
+    module.load(str(path))
+    return module
+
+
+def load_compiled(program: PromptMix, programs_dir: str | Path, labels: list[str]) -> dict[str, Any]:
+    """Load the compiled relabeler and/or generator in ``programs_dir`` into ``program``; returns meta.json.
+
+    Raises ValueError when the programs were compiled for other labels, or the folder holds none.
+    """
+    folder = Path(programs_dir)
+    meta = read_meta(folder)
+    check_labels(meta.get("labels", []), list(labels), folder)
+    saved = meta.get("programs", {})
+    for name, module in (("relabeler", program.relabeler), ("generator", program.generator)):
+        if name in saved:
+            load_state(module, folder / saved[name].get("file", f"{name}.json"))
+            logger.info("using the compiled %s from %s (%s)", name, folder, saved[name].get("optimizer"))
+    if not any(name in saved for name in PROGRAMS):
+        raise ValueError(f"{folder / META} lists no compiled program (expected {list(PROGRAMS)})")
+    return meta

@@ -1,0 +1,152 @@
+"""Running the PromptMix programs over a dataset: few-shot split -> descriptions -> mix plan -> generated.jsonl
+-> relabeled augmented.jsonl, one artifact per step in a run folder.
+
+Every LLM answer is journaled as it arrives, so a killed run resumes with the same command and repeats no
+finished call; final files are written atomically; config.json carries the settings and versions.
+
+    from promptmix_dspy.pipeline import augment as augment
+    result = augment.augment("trec6", "runs/trec6", augment.AugmentConfig(per_class=10), data_dir="data")
+    ds = result.to_hf_dataset()
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptmix_dspy.data.datasets import load_dataset
+from promptmix_dspy.data.fewshot import FewShotSplit, few_shot_split
+from promptmix_dspy.data.types import Dataset
+from promptmix_dspy.llm.runner import Budget
+from promptmix_dspy.llm.settings import LMHandle, LMSettings, open_lm
+from promptmix_dspy.pipeline import steps
+from promptmix_dspy.pipeline.config import RESUMABLE, AugmentConfig
+from promptmix_dspy.store.files import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    journal_usage,
+    now_iso,
+    read_json,
+    versions,
+)
+
+__all__ = ["AugmentConfig", "AugmentResult", "RunMismatch", "augment", "run_augment"]
+
+logger = logging.getLogger(__name__)
+JOURNALS = ("descriptions.jsonl", "generated.jsonl", "relabeled.jsonl")
+
+
+class RunMismatch(ValueError):
+    """The output folder holds a run made with other settings."""
+
+
+@dataclass
+class AugmentResult:
+    out_dir: Path | None
+    rows: list[dict]
+    seeds: list[dict]
+    summary: dict = field(default_factory=dict)
+
+    def to_hf_dataset(self):
+        import datasets
+
+        return datasets.Dataset.from_list(self.rows)
+
+
+def augment(dataset: str | Path | Dataset, out_dir: str | Path, config: AugmentConfig | None = None,
+            lm: LMSettings | None = None, *, data_dir: str | Path | None = None,
+            programs: str | Path | None = None) -> AugmentResult:
+    """Load the dataset, open the LM (the embedded server when none is set) and run the pipeline."""
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir=data_dir)
+    with open_lm(lm or LMSettings()) as handle:
+        return run_augment(ds, out_dir, config or AugmentConfig(), handle, programs=programs)
+
+
+def run_augment(dataset: Dataset, out_dir: str | Path, config: AugmentConfig, handle: LMHandle,
+                programs: str | Path | None = None) -> AugmentResult:
+    """The pipeline on an open LM. Re-running it on the same folder resumes and redoes no finished call."""
+    out = Path(out_dir)
+    split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
+    _start_run_folder(out, dataset, split, config, handle, programs)
+    spent = journal_usage([out / name for name in JOURNALS])["cost_usd"] or 0.0  # earlier sessions of this run
+    budget, timings = Budget(config.max_errors, config.max_cost, spent_before=spent), {}
+    try:
+        cards = _timed(timings, "describe", steps.describe_classes, split, config, handle, out, budget)
+        program = steps.build_program(cards, config, programs)
+        selected, drops = _timed(timings, "generate", steps.generate, program, split, config, handle, out, budget)
+        rows, drops2 = _timed(timings, "relabel", steps.relabel, program, selected, config, handle, out, budget)
+    finally:
+        atomic_write_json(out / "usage.json", {**budget.to_dict(), "seconds": timings})
+    summary = _summary(rows, drops + drops2, budget, timings, config, out)
+    atomic_write_jsonl(out / "augmented.jsonl", rows)
+    atomic_write_json(out / "summary.json", summary)
+    _log_skipped(summary["llm"], out)
+    return AugmentResult(out, rows, [asdict(e) for e in split.seeds], summary)
+
+
+def _log_skipped(llm: dict, out: Path) -> None:
+    if llm["failed_units"]:
+        why = ", ".join(f"{kind} x{n}" for kind, n in llm["errors"].items())
+        logger.warning("skipped %d LLM calls that still failed after %d retries in all (%s); see %s. Run the same "
+                       "command again to retry them.", llm["failed_units"], llm["retries"], why, out / "summary.json")
+
+
+def _timed(timings: dict, name: str, fn: Any, *args: Any) -> Any:
+    start = time.monotonic()
+    try:
+        return fn(*args)
+    finally:
+        timings[name] = round(timings.get(name, 0.0) + time.monotonic() - start, 3)
+
+
+def _start_run_folder(out: Path, dataset: Dataset, split: FewShotSplit, config: AugmentConfig,
+                      handle: LMHandle, programs: str | Path | None) -> None:
+    """Write the run's inputs, or check that an existing folder was made by the same settings."""
+    record = {"dataset": dataset.name, "dataset_source": dataset.source, "labels": dataset.labels,
+              "augment": config.fingerprint(), "lm": handle.describe(),
+              "programs": str(programs) if programs else None}
+    config_path = out / "config.json"
+    if config_path.exists():
+        _check_same_run(read_json(config_path), record, config_path)
+        logger.info("resuming the run in %s", out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(config_path, {**record, "resumable_settings": {k: getattr(config, k) for k in RESUMABLE},
+                                    "lm_transport": handle.transport,
+                                    "versions": versions(), "updated": now_iso()})
+    atomic_write_json(out / "labels.json", dataset.labels)
+    atomic_write_jsonl(out / "seeds.jsonl", [asdict(e) for e in split.seeds])
+    if split.dev:
+        atomic_write_jsonl(out / "dev.jsonl", [asdict(e) for e in split.dev])
+
+
+def _check_same_run(old: dict, new: dict, path: Path) -> None:
+    keys = ("dataset", "labels", "augment", "lm", "programs")
+    diff = [k for k in keys if _comparable(k, old.get(k)) != _comparable(k, new.get(k))]
+    if diff:
+        detail = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        raise RunMismatch(f"{path} was written by a run with other settings ({detail}). Use another --out, "
+                          f"or delete the folder to start over.")
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """What must match for a run to resume. The embedded server gets a random free port each time it starts,
+    so its address is not part of its identity; any other change of LM (model, endpoint, adapter) is."""
+    if key == "lm" and isinstance(value, dict) and value.get("embedded"):
+        return {k: v for k, v in value.items() if k != "api_base"}
+    return value
+
+
+def _summary(rows: list[dict], drops: list[tuple[str, str]], budget: Budget, timings: dict,
+             config: AugmentConfig, out: Path) -> dict:
+    per_class = Counter(r["generated_for"] for r in rows)
+    relabeled = sum(r["relabeled"] for r in rows)
+    journals = [out / name for name in JOURNALS]
+    return {"kept": len(rows), "kept_per_class": dict(per_class),
+            "dropped": dict(Counter(reason for _, reason in drops)),
+            "relabeled_share": round(relabeled / len(rows), 4) if rows and config.relabel else None,
+            "llm": journal_usage(journals), "this_session": budget.to_dict(), "seconds": timings,
+            "finished": now_iso()}

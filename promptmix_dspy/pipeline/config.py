@@ -1,0 +1,56 @@
+"""The settings of an augmentation run (``AugmentConfig``), validated on creation; defaults follow the
+authors' released code (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+__all__ = ["AugmentConfig", "RESUMABLE"]
+
+
+# Settings that do not change what a run produces: they may differ when a run is resumed.
+RESUMABLE = {"num_threads", "max_errors", "max_cost"}
+
+
+@dataclass
+class AugmentConfig:
+    """Settings of an augmentation run. Defaults follow the authors' released code (see DESIGN.md)."""
+
+    shots: int = 2
+    seed: int = 0
+    per_class: int = 10
+    texts_per_call: int = 3
+    group_size: int = 4
+    top_k: int = 5
+    fixed_share: float | None = None
+    relabel: bool = True
+    describe: str = "missing"
+    generation_temperature: float = 1.0
+    relabel_temperature: float = 0.0
+    max_rounds: int = 3
+    attempts: int = 3
+    num_threads: int = 4
+    max_errors: int | None = None
+    max_cost: float | None = None
+    dev_per_class: int = 0
+    encoder: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("shots", "per_class", "texts_per_call", "top_k", "max_rounds", "attempts", "num_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2, got {self.group_size}")
+        if self.fixed_share is not None and not 0.5 <= self.fixed_share <= 1.0:
+            raise ValueError(f"fixed_share must be in [0.5, 1.0], got {self.fixed_share}")
+        if self.describe not in ("missing", "always"):
+            raise ValueError(f"describe must be 'missing' or 'always', got {self.describe!r}")
+        if not 0.0 <= self.generation_temperature <= 2.0 or not 0.0 <= self.relabel_temperature <= 2.0:
+            raise ValueError("temperatures must be in [0, 2]")
+        if self.max_errors is not None and self.max_errors < 0:
+            raise ValueError(f"max_errors must be >= 0, got {self.max_errors}")
+        if self.max_cost is not None and self.max_cost <= 0:
+            raise ValueError(f"max_cost must be > 0, got {self.max_cost}")
+
+    def fingerprint(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE}
