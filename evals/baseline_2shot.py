@@ -18,7 +18,8 @@ import logging
 import statistics
 from pathlib import Path
 
-from promptmix_dspy.data.datasets import BUILTIN_DATASETS, load_dataset
+from promptmix_dspy.data.builtins import BUILTIN_DATASETS
+from promptmix_dspy.data.datasets import load_dataset
 from promptmix_dspy.data.fewshot import few_shot_split
 from promptmix_dspy.student.evaluate import evaluate_model
 from promptmix_dspy.student.train import TrainConfig, train_student

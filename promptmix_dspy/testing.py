@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-__all__ = ["ConcurrencyProbe", "Fault", "RuleResponder", "ScriptedServer", "parse_fields", "scripted_lm",
+__all__ = ["ConcurrencyProbe", "Fault", "RuleResponder", "ScriptedServer", "candidate_names", "distinct_words", "numbered",
+           "parse_fields", "scripted_lm",
            "stable_generate"]
 
 Responder = Callable[[list[dict], dict], "str | Fault"]
@@ -27,22 +28,46 @@ _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond wi
 
 
 def parse_fields(content: str) -> dict[str, str]:
-    """The ``[[ ## name ## ]]`` blocks of a DSPy user message, as raw strings."""
+    """The ``[[ ## name ## ]]`` blocks of a DSPy prompt message, as raw strings."""
     return {m.group(1): m.group(2).strip() for m in _FIELD.finditer(content)}
 
 
 def _output_fields(system: str) -> list[str]:
+    """The output fields a prompt asks for: from the lean adapter's 'Answer with a JSON object: {...}' line, or
+    from DSPy's 'Your output fields are:' list."""
+    answer = re.search(r"Answer with a JSON object: (\{.*)", system)
+    if answer:
+        return re.findall(r'(?:^\{|, )"(\w+)":', answer.group(1))
     part = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
     return re.findall(r"\d+\. `(\w+)`", part)
+
+
+def candidate_names(block: str) -> list[str]:
+    """Class names from a rendered candidate_classes block: '- NAME: description' lines, or a JSON list."""
+    block = block.strip()
+    if block.startswith("["):
+        return [c["name"] for c in json.loads(block)]
+    return [m.group(1) for m in re.finditer(r"^- (.+?): ", block, re.M)]
+
+
+def numbered(block: str) -> list[str]:
+    """The items of a rendered list input ('1. first', '2. second'), or of a JSON list."""
+    block = block.strip()
+    if block.startswith("["):
+        return [str(x) for x in json.loads(block)]
+    if block == "(none)":
+        return []
+    return [m.group(1) for m in re.finditer(r"^\d+\. (.*)$", block, re.M)]
 
 
 @dataclass
 class RuleResponder:
     """Answers DSPy prompts by rule. Override the three hooks to script behaviour.
 
-    relabel: (text, candidates) -> label; default picks the candidate whose name occurs in the text, else the
-    first candidate. generate: (fields, call_number) -> texts; default writes num_texts distinct texts naming
-    the majority (and minority) class. describe: (fields) -> sentence.
+    relabel: (text, candidates) -> label, for each text asked about; default picks the candidate whose name
+    occurs in the text, else the first candidate. generate: (fields, call_number) -> texts; default writes
+    num_texts distinct texts naming the majority (and minority) class. describe: (fields) -> sentence.
+    ``fields`` holds every ``[[ ## name ## ]]`` block of the prompt (system and last user message).
     """
 
     relabel: Callable[[str, list[str]], str] | None = None
@@ -53,22 +78,25 @@ class RuleResponder:
 
     def __call__(self, messages: list[dict], params: dict) -> str:
         system = next((m["content"] for m in messages if m["role"] == "system"), "")
-        fields = parse_fields(messages[-1]["content"])
+        fields = {**parse_fields(system), **parse_fields(messages[-1]["content"])}
         with self._lock:
             self.calls += 1
             n = self.calls
         outputs = _output_fields(system)
-        if "label" in outputs:
-            return json.dumps({"label": self._relabel(fields)})
+        if "classes_for_texts" in outputs:
+            return json.dumps({"classes_for_texts": self._relabel(fields)})
         if "texts" in outputs:
             return json.dumps({"texts": self._generate(fields, n)})
         if "description" in outputs:
             return json.dumps({"description": (self.describe or _default_describe)(fields)})
+        if "task" in outputs:
+            return json.dumps({"task": "The texts are short messages, classified by topic."})
         return json.dumps({name: "" for name in outputs})
 
-    def _relabel(self, fields: dict) -> str:
-        candidates = [c["name"] for c in json.loads(fields["candidate_classes"])]
-        return (self.relabel or _default_relabel)(fields["text"], candidates)
+    def _relabel(self, fields: dict) -> dict[str, str]:
+        candidates = candidate_names(fields["candidate_classes"])
+        rule = self.relabel or _default_relabel
+        return {str(i): rule(text, candidates) for i, text in enumerate(numbered(fields["texts"]), start=1)}
 
     def _generate(self, fields: dict, n: int) -> list[str]:
         return (self.generate or _default_generate)(fields, n)
@@ -79,11 +107,23 @@ def _default_relabel(text: str, candidates: list[str]) -> str:
     return next((c for c in candidates if c.lower() in low), candidates[0])
 
 
+_WORDS = ("amber", "basin", "cobalt", "dune", "ember", "fjord", "garnet", "harbor", "iris", "juniper", "kelp",
+          "lagoon", "meadow", "nickel", "orchid", "pebble", "quartz", "raven", "saffron", "tundra", "umber",
+          "violet", "willow", "xenon", "yarrow", "zephyr", "acorn", "birch", "cedar", "delta", "falcon", "glacier")
+
+
+def distinct_words(tag: str, count: int = 4) -> str:
+    """A few words drawn by a hex tag: scripted texts that differ as real texts do, not in one character."""
+    digest = hashlib.sha1(tag.encode()).digest()
+    return " ".join(_WORDS[b % len(_WORDS)] for b in digest[:count])
+
+
 def _default_generate(fields: dict, n: int) -> list[str]:
     k = int(fields.get("num_texts", "3"))
     tag = hashlib.sha1(f"{fields}|{n}".encode()).hexdigest()[:6]
     minority = fields.get("minority_class", "none")
-    return [f"{i + 1}. a {fields['majority_class']} text mixing {minority} number {tag}-{i}" for i in range(k)]
+    return [f"{i + 1}. a {fields['majority_class']} text mixing {minority}: {distinct_words(f'{tag}-{i}')}"
+            for i in range(k)]
 
 
 def stable_generate(fields: dict, n: int) -> list[str]:
@@ -92,7 +132,7 @@ def stable_generate(fields: dict, n: int) -> list[str]:
     k = int(fields.get("num_texts", "3"))
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:6]
     minority = fields.get("minority_class", "none")
-    return [f"a {fields['majority_class']} text mixing {minority} number {tag}-{i}" for i in range(k)]
+    return [f"a {fields['majority_class']} text mixing {minority}: {distinct_words(f'{tag}-{i}')}" for i in range(k)]
 
 
 def _default_describe(fields: dict) -> str:

@@ -9,10 +9,11 @@ import dspy
 import pytest
 
 from promptmix_dspy.data.types import Dataset, Example
+from promptmix_dspy.llm.adapters import PromptMixAdapter
 from promptmix_dspy.llm.settings import LMHandle
 from promptmix_dspy.pipeline.augment import RunMismatch, run_augment
 from promptmix_dspy.pipeline.config import AugmentConfig
-from promptmix_dspy.testing import ConcurrencyProbe, RuleResponder, scripted_lm
+from promptmix_dspy.testing import ConcurrencyProbe, RuleResponder, distinct_words, scripted_lm
 
 LABELS = ["weather", "sports", "music"]
 
@@ -26,7 +27,8 @@ def _dataset(descriptions: bool = True) -> Dataset:
 def _prompt_texts(fields: dict, n: int) -> list[str]:
     """Texts depend on the prompt and on how often that exact prompt was asked (like fresh samples)."""
     maj, mino = fields["majority_class"], fields["minority_class"]
-    return [f"{maj} {mino} {fields['majority_share']} sample {n} text {i}" for i in range(int(fields["num_texts"]))]
+    return [f"{maj} {mino} {fields['majority_share']}: {distinct_words(f'{n}-{i}')}"
+            for i in range(int(fields["num_texts"]))]
 
 
 def _relabel_by_keyword(text: str, candidates: list[str]) -> str:
@@ -37,7 +39,7 @@ def _relabel_by_keyword(text: str, candidates: list[str]) -> str:
 
 def _handle(responder: RuleResponder | None = None) -> LMHandle:
     lm = scripted_lm(responder or RuleResponder(generate=_prompt_texts, relabel=_relabel_by_keyword))
-    return LMHandle(lm, dspy.JSONAdapter(), "openai/scripted", None, "json", embedded=False)
+    return LMHandle(lm, PromptMixAdapter(), "openai/scripted", None, "promptmix", embedded=False)
 
 
 def _read(path: Path) -> list[dict]:
@@ -125,14 +127,15 @@ def test_missing_descriptions_are_written_by_the_lm(tmp_path):
     assert json.loads((tmp_path / "run" / "descriptions.json").read_text()) == {
         lab: f"texts about {lab}" for lab in LABELS}
     generation = next(r for r in handle.lm.requests if "num_texts" in r["messages"][-1]["content"])
-    assert "texts about weather" in generation["messages"][-1]["content"]
+    assert "texts about weather" in generation["messages"][0]["content"]  # the cards, in the system message
 
 
 def test_no_mix_ablation_asks_for_pure_texts(tmp_path):
     handle = _handle()
     result = _run(tmp_path, handle=handle, fixed_share=1.0)
     assert all(r["minority"] is None and r["majority_share"] == 1.0 for r in result.rows)
-    assert "100% weather" in handle.lm.requests[0]["messages"][-1]["content"]
+    generation = next(r for r in handle.lm.requests if "num_texts" in r["messages"][-1]["content"])
+    assert "100% weather" in generation["messages"][-1]["content"]
 
 
 @pytest.mark.parametrize("bad, match", [({"per_class": 0}, "per_class"), ({"fixed_share": 0.2}, "fixed_share"),

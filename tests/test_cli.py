@@ -38,7 +38,7 @@ def test_augment_trec6_over_http(tmp_path, data_dir):
     assert "relabel" in proc.stderr  # the progress bars
     # 6 classes x 2 generation calls + 24 relabel calls, all over HTTP, each with explicit max_tokens
     assert len(requests) == 36 and all(r["max_tokens"] == 256 for r in requests)
-    relabel_calls = [r for r in requests if "candidate_classes" in r["messages"][-1]["content"]]
+    relabel_calls = [r for r in requests if "candidate_classes" in r["messages"][0]["content"]]
     assert len(relabel_calls) == 24
     assert all(r["temperature"] == 0.0 for r in relabel_calls)
     config = json.loads((out / "config.json").read_text())

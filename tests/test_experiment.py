@@ -36,6 +36,7 @@ def dataset_dir(tmp_path_factory) -> Path:
     (folder / "labels.json").write_text(json.dumps(LABELS))
     (folder / "descriptions.json").write_text(json.dumps({k: f"questions with words like {', '.join(v[:3])}"
                                                           for k, v in CLASS_WORDS.items()}))
+    (folder / "task.txt").write_text("The texts are questions, classified by the type of answer they expect.\n")
     return folder
 
 
@@ -63,10 +64,10 @@ def _jsonl(path: Path) -> list[dict]:
 def _kinds(requests: list[dict]) -> Counter:
     """What each request asked for: texts (generation), label (relabel or teacher), description."""
     out = Counter()
+    names = {"texts": "texts", "classes_for_texts": "label", "description": "description", "task": "task"}
     for body in requests:
-        system = body["messages"][0]["content"]
-        outputs = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
-        out[next(k for k in ("texts", "label", "description") if f"`{k}`" in outputs)] += 1
+        answer = body["messages"][0]["content"].rsplit("Answer with a JSON object: {", 1)[1]
+        out[names[answer.split('"')[1]]] += 1
     return out
 
 

@@ -15,10 +15,12 @@ from promptmix_dspy.compile.optimize import CompileConfig, class_cards, compile_
 from promptmix_dspy.compile.optimizers import OPTIMIZERS, parse_settings
 from promptmix_dspy.data.fewshot import few_shot_split
 from promptmix_dspy.data.types import Dataset, Example
+from promptmix_dspy.llm.adapters import PromptMixAdapter
 from promptmix_dspy.llm.settings import LMHandle
 from promptmix_dspy.method.modules import PromptMix
 from promptmix_dspy.method.programs import load_compiled, read_meta
-from promptmix_dspy.testing import ConcurrencyProbe, RuleResponder, ScriptedServer, parse_fields, scripted_lm
+from promptmix_dspy.testing import (ConcurrencyProbe, RuleResponder, ScriptedServer, candidate_names, distinct_words,
+                                    numbered, parse_fields, scripted_lm)
 
 LABELS = ["weather", "sports", "music"]
 SMALL = {  # budgets that keep every optimizer to a few dozen scripted calls
@@ -35,18 +37,18 @@ def _dataset(labels: list[str] = LABELS) -> Dataset:
 
 def _generate(fields: dict, n: int) -> list[str]:
     """Texts that name only the majority class, distinct per call: the judge labels them right."""
-    return [f"{fields['majority_class']} story {n} part {i} goes on" for i in range(int(fields["num_texts"]))]
+    return [f"{fields['majority_class']} story: {distinct_words(f'{n}-{i}')}" for i in range(int(fields["num_texts"]))]
 
 
 def _stable(fields: dict, n: int) -> list[str]:
     """Like _generate, but a function of the prompt only: the same prompt gets the same texts."""
-    return [f"{fields['majority_class']} story {len(str(fields))} part {i} goes on"
+    return [f"{fields['majority_class']} story: {distinct_words(f'{len(str(fields))}-{i}')}"
             for i in range(int(fields["num_texts"]))]
 
 
 def _handle(responder=None) -> LMHandle:
     lm = scripted_lm(responder or RuleResponder(generate=_generate))
-    return LMHandle(lm, dspy.JSONAdapter(), "openai/scripted", None, "json", embedded=False)
+    return LMHandle(lm, PromptMixAdapter(), "openai/scripted", None, "promptmix", embedded=False)
 
 
 def _config(optimizer: str = "bootstrap", **kw) -> CompileConfig:
@@ -57,10 +59,15 @@ def _config(optimizer: str = "bootstrap", **kw) -> CompileConfig:
 def _picky(messages: list[dict], params: dict) -> str:
     """Labels right only when the instruction says 'carefully' (which the scripted reflection LM proposes)."""
     answer = json.loads(RuleResponder(generate=_generate)(messages, params))
-    if "label" in answer and "carefully" not in messages[0]["content"]:
-        candidates = [c["name"] for c in json.loads(parse_fields(messages[-1]["content"])["candidate_classes"])]
-        answer["label"] = next(c for c in candidates if c != answer["label"])
+    if "classes_for_texts" in answer and "carefully" not in messages[0]["content"]:
+        answer["classes_for_texts"] = _wrong(messages, answer["classes_for_texts"])
     return json.dumps(answer)
+
+
+def _wrong(messages: list[dict], answers: dict[str, str]) -> dict[str, str]:
+    """Another candidate than the right one, for every text."""
+    candidates = candidate_names(parse_fields(messages[0]["content"])["candidate_classes"])
+    return {k: next(c for c in candidates if c != v) for k, v in answers.items()}
 
 
 def _reflection_lm():
@@ -146,7 +153,8 @@ def test_leave_one_out_never_shows_a_seed_its_own_text(tmp_path, optimizer, comp
     scored = 0
     for request in handle.lm.requests:
         prompt = "\n".join(m["content"] for m in request["messages"])
-        text = parse_fields(request["messages"][-1]["content"])["text"]
+        texts = numbered(parse_fields(request["messages"][-1]["content"]).get("texts", ""))
+        text = texts[0] if len(texts) == 1 else None
         if text in seeds:
             scored += 1
             assert prompt.count(text) == 1, f"{text!r} was shown in its own prompt"
@@ -236,11 +244,11 @@ def test_cli_compile_then_augment_with_the_programs(tmp_path):
 
 
 def _spoiled_by_demos(messages: list[dict], params: dict) -> str:
-    """Labels right with no demos in the prompt, wrong once demos (extra user turns) are shown."""
+    """Labels right with the one worked example of the uncompiled relabeler, wrong once compiled demos (more
+    user turns) are shown."""
     answer = json.loads(RuleResponder(generate=_generate)(messages, params))
-    if "label" in answer and sum(m["role"] == "user" for m in messages) > 1:
-        candidates = [c["name"] for c in json.loads(parse_fields(messages[-1]["content"])["candidate_classes"])]
-        answer["label"] = next(c for c in candidates if c != answer["label"])
+    if "classes_for_texts" in answer and sum(m["role"] == "user" for m in messages) > 2:
+        answer["classes_for_texts"] = _wrong(messages, answer["classes_for_texts"])
     return json.dumps(answer)
 
 

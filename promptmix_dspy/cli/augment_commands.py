@@ -8,8 +8,17 @@ from typing import Annotated
 import typer
 
 from promptmix_dspy.cli.common import guarded, setup_logging
-from promptmix_dspy.cli.options import (BudgetOptions, DataOptions, GenerationOptions, LMOptions, Seed, Shots,
-                                        Verbose, budget_fields, with_groups)
+from promptmix_dspy.cli.options import (
+    BudgetOptions,
+    DataOptions,
+    GenerationOptions,
+    LMOptions,
+    Seed,
+    Shots,
+    Verbose,
+    budget_fields,
+    with_groups,
+)
 
 __all__ = ["augment", "describe"]
 
@@ -66,14 +75,16 @@ def describe(data: DataOptions, out: DescribeOut, lm: LMOptions, budget: BudgetO
     from promptmix_dspy.llm.runner import Budget
     from promptmix_dspy.llm.settings import open_lm
     from promptmix_dspy.pipeline.config import AugmentConfig
-    from promptmix_dspy.pipeline.steps import describe_classes
+    from promptmix_dspy.pipeline.describe import describe_classes, describe_task
 
     with guarded(out):
         config = AugmentConfig(describe="always", **budget_fields(budget), **given_values(shots=shots, seed=seed))
         split = few_shot_split(data.load(), config.shots, config.seed)
         out.mkdir(parents=True, exist_ok=True)
         with open_lm(lm.settings()) as handle:
-            cards = describe_classes(split, config, handle, out, Budget(config.max_errors, config.max_cost))
+            budget = Budget(config.max_errors, config.max_cost)
+            cards = describe_classes(split, config, handle, out, budget, describe_task(split, config, handle, out,
+                                                                                        budget))
     for card in cards:
         typer.echo(f"{card.name}: {card.description}")
     typer.echo(f"wrote {out / 'descriptions.json'}")

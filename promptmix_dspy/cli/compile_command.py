@@ -10,8 +10,19 @@ from typing import Annotated, Optional
 import typer
 
 from promptmix_dspy.cli.common import guarded, setup_logging
-from promptmix_dspy.cli.options import (BudgetOptions, DataOptions, Encoder, LMOptions, Seed, Shots, TopK, Verbose,
-                                        budget_fields, given, with_groups)
+from promptmix_dspy.cli.options import (
+    BudgetOptions,
+    DataOptions,
+    Encoder,
+    LMOptions,
+    Seed,
+    Shots,
+    TopK,
+    Verbose,
+    budget_fields,
+    given,
+    with_groups,
+)
 
 __all__ = ["compile_programs"]
 
@@ -54,7 +65,8 @@ def compile_programs(data: DataOptions, options: CompileOptions, lm: LMOptions, 
                      verbose: Verbose = False) -> None:
     """Optimize the relabeler and/or the generator against a dev split and save them for `augment --programs`."""
     setup_logging(verbose)
-    from promptmix_dspy.compile.optimize import CompileConfig, check_reflection_lm, compile_programs as run_compile
+    from promptmix_dspy.compile.optimize import CompileConfig, check_reflection_lm
+    from promptmix_dspy.compile.optimize import compile_programs as run_compile
 
     with guarded(options.out, "every finished program"):
         extra = {k: v for k, v in dict(top_k=top_k, encoder=encoder, shots=shots, seed=seed).items() if v is not None}

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from promptmix_dspy.cli.common import guarded, setup_logging
-from promptmix_dspy.cli.options import BudgetOptions, DryRun, LMOptions, Seed, SpecOptions, Verbose, with_groups
+from promptmix_dspy.cli.options import BudgetOptions, DryRun, Force, LMOptions, Seed, SpecOptions, Verbose, with_groups
 
 __all__ = ["bench", "run"]
 
@@ -24,7 +24,7 @@ def run(*, config: SpecFile = None,
         seed: Seed = None,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/<dataset>-"
                                                     "<method>-seed<k>); re-running it redoes no finished step.")] = None,
-        spec: SpecOptions, lm: LMOptions, budget: BudgetOptions, dry_run: DryRun = False,
+        spec: SpecOptions, lm: LMOptions, budget: BudgetOptions, dry_run: DryRun = False, force: Force = False,
         verbose: Verbose = False) -> None:
     """One experiment: few-shot split -> descriptions -> generate -> relabel -> train -> evaluate, in one folder."""
     setup_logging(verbose)
@@ -39,7 +39,7 @@ def run(*, config: SpecFile = None,
             base = {k: v for k, v in vars(cell).items() if k not in ("dataset", "method", "seed")}
             return _print_estimate(GridSpec([cell.dataset], [cell.method], [cell.seed], base))
         out = out or Path("runs") / f"{cell.dataset}-{cell.method}-seed{cell.seed}"
-        row = run_experiment(cell, out)
+        row = run_experiment(cell, out, force=force)
     _print_row(row, out)
 
 
@@ -79,14 +79,16 @@ def bench(*, out: Annotated[Path, typer.Option("--out", "-o", help="Grid folder;
                                                        "0,1,2).")] = None,
           report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Write results.{jsonl,md} and the "
                                 "plots here instead of OUT (e.g. evals/results/NAME to commit them).")] = None,
-          spec: SpecOptions, lm: LMOptions, budget: BudgetOptions, dry_run: DryRun = False,
+          report_only: Annotated[bool, typer.Option("--report-only", help="Write the report of the cells finished so "
+                                 "far (pending ones shown as pending) and run nothing.")] = False,
+          spec: SpecOptions, lm: LMOptions, budget: BudgetOptions, dry_run: DryRun = False, force: Force = False,
           verbose: Verbose = False) -> None:
     """The paper's table: datasets x methods x seeds, then results.{jsonl,md} and plots in OUT."""
     setup_logging(verbose)
     import shlex
     import sys
 
-    from promptmix_dspy.experiments.grid import load_grid, run_grid
+    from promptmix_dspy.experiments.grid import collect_results, load_grid, run_grid
     from promptmix_dspy.experiments.report import write_grid_report
 
     with guarded(out, "every finished cell"):
@@ -94,7 +96,7 @@ def bench(*, out: Annotated[Path, typer.Option("--out", "-o", help="Grid folder;
                          **spec.overrides(lm, budget))
         if dry_run:
             return _print_estimate(grid)
-        rows = run_grid(grid, out)
+        rows = collect_results(grid, out) if report_only else run_grid(grid, out, force=force)
         paths = write_grid_report(grid, out, rows, shlex.join(["promptmix", *sys.argv[1:]]), report_dir)
     typer.echo(paths["table"])
     typer.echo(f"wrote {', '.join(str(p) for p in paths['files'])}")

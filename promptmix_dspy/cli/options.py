@@ -18,7 +18,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-__all__ = ["BudgetOptions", "DataOptions", "GenerationOptions", "LMOptions", "budget_fields", "DataDir", "DryRun", "Encoder", "LocalModel", "Programs", "Seed",
+__all__ = ["BudgetOptions", "DataOptions", "GenerationOptions", "LMOptions", "budget_fields", "DataDir", "DryRun", "Encoder", "Force", "LocalModel", "Reask", "RelabelBatch", "Programs", "Seed",
            "Shots", "SpecOptions", "Threads", "TopK", "Verbose", "given", "with_groups"]
 
 # ----------------------------------------------------------------------------------------------------------
@@ -41,6 +41,12 @@ DataDir = Annotated[Optional[Path], typer.Option("--data-dir", envvar="PROMPTMIX
 LocalModel = Annotated[Optional[str], typer.Option("--local-model", envvar="PROMPTMIX_LOCAL_MODEL", help="The "
                        "embedded model when no --lm is given: a known name (promptmix models) or a .gguf file "
                        "(default qwen2.5-coder-1.5b).")]
+RelabelBatch = Annotated[Optional[int], typer.Option("--relabel-batch", help="Texts labelled in one relabel call "
+                         "over one candidate set (default 8; 1 = the paper's one text per call).")]
+Reask = Annotated[Optional[int], typer.Option("--reask", help="Follow-up asks for the texts clean-up dropped from a "
+                                              "generation call (default 1; 0 = the paper's protocol).")]
+Force = Annotated[bool, typer.Option("--force", help="Redo a cell or generation made with other settings instead "
+                                     "of stopping with an error.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the planned LLM calls, tokens and price, run nothing.")]
 
 
@@ -134,6 +140,8 @@ class SpecOptions:
                                                    "all-MiniLM-L6-v2).")] = None
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Student epochs (default 5).")] = None
     programs: Programs = None
+    relabel_batch: RelabelBatch = None
+    reask: Reask = None
     data_dir: DataDir = None
 
     def overrides(self, lm: LMOptions, budget: BudgetOptions) -> dict[str, Any]:
@@ -223,6 +231,11 @@ class GenerationOptions:
     attempts: Annotated[Optional[int], typer.Option("--attempts", help="Tries per LLM call before it is counted "
                                                     "and skipped (default 3).")] = None
     encoder: Encoder = None
+    relabel_batch: RelabelBatch = None
+    reask: Reask = None
+    task: Annotated[Optional[str], typer.Option("--task", help="One sentence saying what the texts are and what the "
+                                                "classes tell apart (default: the dataset's task.txt or built-in "
+                                                "one, else written by the LM).")] = None
 
     def config_fields(self) -> dict[str, Any]:
         """AugmentConfig fields that were given."""

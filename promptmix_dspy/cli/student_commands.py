@@ -98,7 +98,8 @@ def predict(model: ModelDir,
         import json
         import time
 
-        from promptmix_dspy.student.model import load_student, predict as predict_texts, read_texts
+        from promptmix_dspy.student.model import load_student, read_texts
+        from promptmix_dspy.student.model import predict as predict_texts
 
         texts, student = read_texts(input_file), load_student(model)
         started = time.perf_counter()

@@ -116,15 +116,16 @@ def compile_programs(dataset: Dataset, out_dir: str | Path | None, config: Compi
         check_labels(read_meta(out_dir).get("labels", []), dataset.labels, Path(out_dir))
     split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
     cards = class_cards(split, handle)
+    task_text = dataset.task
     selector = build_selector(cards, config)
     results: dict[str, CompileResult] = {}
     if "relabeler" in config.programs:
-        results["relabeler"] = _compile(relabeler_task(split, cards, selector), config, handle, reflection_lm)
+        results["relabeler"] = _compile(relabeler_task(split, cards, selector, task_text), config, handle, reflection_lm)
     if "generator" in config.programs:
-        judge, judged_by = _judge(Relabeler(cards, selector), results, out_dir)
+        judge, judged_by = _judge(Relabeler(cards, selector, task=task_text), results, out_dir)
         task = generator_task(split, cards, judge, calls_per_class=config.generator_calls,
                               dev_calls_per_class=config.generator_dev_calls,
-                              texts_per_call=config.texts_per_call, group_size=config.group_size)
+                              texts_per_call=config.texts_per_call, group_size=config.group_size, task=task_text)
         results["generator"] = _compile(task, config, handle, reflection_lm, judge=judged_by)
     if out_dir is not None:
         save_compiled(out_dir, results, split, handle, reflection_lm, config)

@@ -18,8 +18,8 @@ from promptmix_dspy.compile.metrics import GeneratorMetric, relabel_accuracy
 from promptmix_dspy.data.fewshot import FewShotSplit
 from promptmix_dspy.method.candidates import CandidateSelector
 from promptmix_dspy.method.mixing import MixCall, mix_plan
-from promptmix_dspy.method.modules import RETRY_TEMPERATURE, BorderlineGenerator, Relabeler, share_phrase
-from promptmix_dspy.method.signatures import ClassCard, relabel_signature_for
+from promptmix_dspy.method.modules import BorderlineGenerator, Relabeler, share_phrase
+from promptmix_dspy.method.signatures import ClassCard
 
 __all__ = ["DEV_CALL_START", "HoldOutRelabeler", "Task", "generator_task", "relabeler_task", "without_text"]
 
@@ -50,31 +50,36 @@ def without_text(card: ClassCard, text: str) -> ClassCard:
 
 
 def _demo_texts(demo: Any) -> Iterable[str]:
-    """Every text a relabeler demo shows: its own text and the examples of the cards it carries."""
+    """Every text a relabeler demo shows: its own texts and the examples of the cards it carries."""
     yield str(demo.get("text", ""))
+    yield from (str(t) for t in demo.get("texts") or [])
     for card in demo.get("candidate_classes") or []:
         yield from (card.examples if isinstance(card, ClassCard) else card.get("examples", []))
 
 
 class HoldOutRelabeler(Relabeler):
-    """A Relabeler that never sees the text it classifies: not in a class card, not in a demo, and not in the
-    class centroids that pick the candidates. For any text that is not a seed it behaves like Relabeler, and
-    its saved state is a Relabeler's (one predictor, ``relabel``)."""
+    """A Relabeler that never sees the texts it classifies: not in a class card, not in a demo or the worked
+    example, and not in the class centroids that pick the candidates. For texts that are not seeds it behaves
+    like Relabeler, and its saved state is a Relabeler's (one predictor, ``relabel``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._selectors: dict[str, CandidateSelector] = {}
 
-    def forward(self, text: str, attempt: int = 0) -> dspy.Prediction:
-        names = self._selector_for(text)(text)
-        config = {"temperature": self.temperature}
-        if attempt:
-            config = {"temperature": max(self.temperature, RETRY_TEMPERATURE), "rollout_id": f"retry{attempt}"}
-        demos = [d for d in self.relabel.demos if text not in set(_demo_texts(d))]
-        pred = self.relabel(text=text, candidate_classes=[without_text(self.cards[n], text) for n in names],
-                            demos=demos, signature=relabel_signature_for(names, self.relabel.signature),
-                            config=config)
-        return dspy.Prediction(label=pred.label, candidates=names)
+    def _candidates(self, batch: list[str]) -> list[str]:
+        if len(batch) == 1:
+            return self._selector_for(batch[0])(batch[0])
+        wanted = {name for text in batch for name in self._selector_for(text)(text)}
+        return [label for label in self.selector.labels if label in wanted]
+
+    def _cards(self, names: list[str], batch: list[str]) -> list[ClassCard]:
+        cards = super()._cards(names, batch)
+        for text in batch:
+            cards = [without_text(card, text) for card in cards]
+        return cards
+
+    def _demos(self, cards: list[ClassCard], batch: list[str]) -> list:
+        return [d for d in super()._demos(cards, batch) if not set(batch) & set(_demo_texts(d))]
 
     def _selector_for(self, text: str) -> CandidateSelector:
         if self.selector.offers_all or not any(text in c.examples for c in self.cards.values()):
@@ -85,18 +90,22 @@ class HoldOutRelabeler(Relabeler):
         return self._selectors[text]
 
 
-def relabeler_task(split: FewShotSplit, cards: list[ClassCard], selector: CandidateSelector) -> Task:
-    """Demos come from the seeds; the dev score from the dev split, else leave-one-out over the seeds."""
+def relabeler_task(split: FewShotSplit, cards: list[ClassCard], selector: CandidateSelector,
+                   task: str | None = None) -> Task:
+    """Demos come from the seeds; the dev score from the dev split, else leave-one-out over the seeds.
+    LabeledFewShot gets each seed as a demo in the predictor's own fields (one text, its class)."""
     seeds = [dspy.Example(text=e.text, label=e.label).with_inputs("text") for e in split.seeds]
     dev = [dspy.Example(text=e.text, label=e.label).with_inputs("text") for e in split.dev]
+    labeled = [dspy.Example(texts=[e.text], classes_for_texts={"1": e.label}).with_inputs("texts")
+               for e in split.seeds]
     mode = "dev-split" if dev else "leave-one-out"
-    return Task("relabeler", HoldOutRelabeler(cards, selector), seeds, dev or seeds, seeds, relabel_accuracy,
-                mode, "label accuracy")
+    return Task("relabeler", HoldOutRelabeler(cards, selector, task=task), seeds, dev or seeds, labeled,
+                relabel_accuracy, mode, "label accuracy")
 
 
 def generator_task(split: FewShotSplit, cards: list[ClassCard], judge: Relabeler, *, calls_per_class: int = 2,
                    dev_calls_per_class: int = 1, texts_per_call: int = 3, group_size: int = 4,
-                   temperature: float = 1.0) -> Task:
+                   temperature: float = 1.0, task: str | None = None) -> Task:
     """Training and dev examples are mix calls; LabeledFewShot gets held-out pure calls built from the seeds."""
     by_name = {card.name: card for card in cards}
     plan = dict(texts_per_call=texts_per_call, group_size=group_size)
@@ -104,7 +113,8 @@ def generator_task(split: FewShotSplit, cards: list[ClassCard], judge: Relabeler
     dev = mix_plan(split.labels, texts_per_call, split.seed, start_index=DEV_CALL_START,
                    calls_per_class=dev_calls_per_class, **plan)
     metric = GeneratorMetric(judge, [e.text for e in split.seeds])
-    return Task("generator", BorderlineGenerator(temperature), [_call_example(c, by_name) for c in train],
+    student = BorderlineGenerator(temperature, task, [e.text for e in split.seeds], cards)
+    return Task("generator", student, [_call_example(c, by_name) for c in train],
                 [_call_example(c, by_name) for c in dev], _labeled_generator_demos(train, by_name), metric,
                 "mix-calls", "borderline score (GeneratorMetric)")
 

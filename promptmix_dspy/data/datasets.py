@@ -15,14 +15,13 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from promptmix_dspy.data.builtins import BUILTIN_DATASETS, BUILTIN_TASKS, DATA_DIR_ENV, TASK_FILE
 from promptmix_dspy.data.types import DataError, Dataset, Example, check_descriptions, check_labels
 
-__all__ = ["BUILTIN_DATASETS", "DATA_DIR_ENV", "load_dataset", "load_examples", "read_jsonl"]
+__all__ = ["load_dataset", "load_examples", "read_jsonl"]
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_DATASETS = ("trec6", "subj", "banking77", "twitter_complaints")
-DATA_DIR_ENV = "PROMPTMIX_DATA_DIR"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -99,7 +98,22 @@ def _load_folder(path: Path, text_column: str, label_column: str, labels: list[s
     if descriptions is None and (path / "descriptions.json").exists():
         descriptions = path / "descriptions.json"
     descs = _read_descriptions(descriptions, label_names)
-    return Dataset(name or path.name, label_names, train, test_rows, descs, source=str(path))
+    task = _read_task(path / TASK_FILE) or BUILTIN_TASKS.get(name or "")
+    return Dataset(name or path.name, label_names, train, test_rows, descs, source=str(path), task=task)
+
+
+def _read_task(path: Path) -> str | None:
+    """The one-sentence task description in a data folder's task.txt, if there is one."""
+    if not path.is_file():
+        return None
+    try:
+        text = " ".join(path.read_bytes().decode("utf-8").split())
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: invalid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    if not text:
+        raise DataError(f"{path}: empty; write one sentence saying what the texts are and what the classes tell "
+                        f"apart, or delete the file")
+    return text
 
 
 def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:

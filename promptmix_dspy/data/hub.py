@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from promptmix_dspy.data.builtins import BUILTIN_TASKS
 from promptmix_dspy.data.types import Dataset, Example
 
 __all__ = ["HUB_SOURCES", "load_from_hub"]
@@ -44,7 +45,8 @@ def load_from_hub(name: str) -> Dataset:
     train = _rows(dd["train"], src)
     test = _rows(dd["test"], src) if src.test_has_labels and "test" in dd else []
     labels = list(src.labels) or _feature_names(dd["train"], src.label_column)
-    return Dataset(name, labels, train, test, {}, source=f"hf://{src.path}" + (f"/{src.config}" if src.config else ""))
+    return Dataset(name, labels, train, test, {}, source=f"hf://{src.path}" + (f"/{src.config}" if src.config else ""),
+                   task=BUILTIN_TASKS.get(name))
 
 
 def _feature_names(ds, column: str) -> list[str]:

@@ -1,5 +1,5 @@
 """The data types every layer shares: a labelled ``Example``, a ``Dataset`` (splits, ordered labels, class
-descriptions) that validates itself, and ``DataError``, whose message names the file and line, or the class."""
+descriptions, a task description) that validates itself, and ``DataError``, whose message names the file and line, or the class."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class Dataset:
     test: list[Example] = field(default_factory=list)
     descriptions: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    task: str | None = None  # one sentence: what the texts are and what their classes tell apart
 
     def __post_init__(self) -> None:
         check_labels(self.labels, where=f"dataset {self.name!r}")

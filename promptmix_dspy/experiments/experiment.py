@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,8 +31,9 @@ from promptmix_dspy.data.types import Dataset, Example
 from promptmix_dspy.experiments.methods import METHODS, Cell, Method
 from promptmix_dspy.experiments.spec import ExperimentSpec
 from promptmix_dspy.llm.settings import LazyLM
+from promptmix_dspy.method.programs import programs_identity
+from promptmix_dspy.pipeline.augment import RunMismatch, run_augment
 from promptmix_dspy.pipeline.config import AugmentConfig
-from promptmix_dspy.pipeline.augment import run_augment
 from promptmix_dspy.store.files import (
     atomic_write_json,
     atomic_write_jsonl,
@@ -41,10 +43,11 @@ from promptmix_dspy.store.files import (
     versions,
 )
 
-__all__ = ["JOURNALS", "SpecMismatch", "generation_usage", "llm_call_seconds", "run_experiment"]
+__all__ = ["GENERATION_MARKER", "JOURNALS", "SpecMismatch", "check_ready", "generation_usage", "llm_call_seconds", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
+GENERATION_MARKER = "generation.json"  # what made a finished generation, checked before it is reused
 JOURNALS = {"describe": "descriptions.jsonl", "generate": "generated.jsonl", "relabel": "relabeled.jsonl",
             "teacher": "teacher.jsonl"}
 
@@ -62,11 +65,13 @@ class SpecMismatch(ValueError):
 
 
 def run_experiment(spec: ExperimentSpec, out_dir: str | Path, lm: LazyLM | None = None, *,
-                   generation_dir: str | Path | None = None, dataset: Dataset | None = None) -> dict:
+                   generation_dir: str | Path | None = None, dataset: Dataset | None = None,
+                   spent_elsewhere: float = 0.0, force: bool = False) -> dict:
     """Run (or finish) one experiment in out_dir and return its result row. ``generation_dir`` lets cells of a
-    grid share a generation; by default it is out_dir/augment."""
+    grid share a generation; by default it is out_dir/augment. A folder (or generation) made with other settings
+    is refused (SpecMismatch), or started over with ``force``. ``spent_elsewhere`` counts toward max_cost."""
     out = Path(out_dir)
-    _start(out, spec)
+    _start(out, spec, force)
     if (out / "result.json").exists():
         logger.info("%s is finished: nothing to do", out)
         return read_json(out / "result.json")
@@ -74,31 +79,57 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, lm: LazyLM | None 
         lm = lm or stack.enter_context(LazyLM(spec.lm_settings()))
         ds = dataset or load_dataset(spec.dataset, data_dir=spec.data_dir)
         cell = Cell(spec, ds, few_shot_split(ds, spec.shots_used, spec.seed))
-        row = _run_steps(cell, out, lm, Path(generation_dir) if generation_dir else out / "augment")
+        check_ready(cell)
+        gen_dir = Path(generation_dir) if generation_dir else out / "augment"
+        row = _run_steps(cell, out, lm, gen_dir, spent_elsewhere, force)
     atomic_write_json(out / "result.json", row)
     return row
 
 
-def _start(out: Path, spec: ExperimentSpec) -> None:
+def check_ready(cell: Cell) -> None:
+    """Everything the experiment needs, checked before its first LLM call: a labelled test split, and the
+    compiled programs it names (present, and compiled for these labels)."""
+    if not cell.dataset.test:
+        raise ValueError(f"dataset {cell.spec.dataset!r} has no labelled test split ({cell.dataset.source}): an "
+                         f"experiment is scored on it. Give a test.jsonl (or --test file); nothing was run")
+    programs = cell.spec.programs_dir if METHODS[cell.spec.method].generation or METHODS[cell.spec.method].teacher \
+        else None
+    if programs:
+        from promptmix_dspy.method.programs import check_labels, read_meta
+
+        check_labels(read_meta(programs).get("labels", []), cell.dataset.labels, Path(programs))
+
+
+def _start(out: Path, spec: ExperimentSpec, force: bool) -> None:
     path = out / "experiment.json"
     if path.exists() and read_json(path)["spec"] != spec.fingerprint():
-        raise SpecMismatch(f"{path} was written by an experiment with other settings: use another folder, or "
-                           f"delete it to start over")
+        if not force:
+            diff = _diff(read_json(path)["spec"], spec.fingerprint())
+            raise SpecMismatch(f"{path} was written by an experiment with other settings ({diff}): use another "
+                               f"folder, --force to redo it, or delete it")
+        logger.warning("%s: other settings, --force: starting the cell over", out)
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, {"spec": spec.fingerprint(), "versions": versions(), "updated": now_iso()})
 
 
-def _run_steps(cell: Cell, out: Path, lm: LazyLM, generation_dir: Path) -> dict:
+def _diff(old: dict, new: dict) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+
+
+def _run_steps(cell: Cell, out: Path, lm: LazyLM, generation_dir: Path, spent_elsewhere: float,
+               force: bool) -> dict:
     method = METHODS[cell.spec.method]
     atomic_write_jsonl(out / "seeds.jsonl", [asdict(e) for e in cell.split.seeds])
     if method.teacher:
         from promptmix_dspy.experiments.teacher import run_teacher
 
-        result = run_teacher(cell.spec, cell.split, out, lm)
+        result = run_teacher(cell.spec, cell.split, out, lm, spent_elsewhere)
         return _row(cell, {**result, "llm_call_seconds": llm_call_seconds(out, ("describe", "teacher"))})
     usage: dict = {"llm": None, "seconds": {}, "lm": None}
     if method.generation:
-        cell.generated, usage = _generation(cell, method, generation_dir, lm)
+        cell.generated, usage = _generation(cell, method, generation_dir, lm, spent_elsewhere, force)
     rows = list(cell.split.seeds) + method.extra_rows(cell)
     student_dir = _train(cell, rows, out)
     report = _evaluate(cell, student_dir, out)
@@ -107,25 +138,57 @@ def _run_steps(cell: Cell, out: Path, lm: LazyLM, generation_dir: Path) -> dict:
     return _row(cell, {**report, **usage, "train_rows": len(rows)})
 
 
-def _generation(cell: Cell, method: Method, gen_dir: Path, lm: LazyLM) -> tuple[list[dict], dict]:
-    """The generation's final rows, read back when finished (no LM needed), else run or resumed."""
-    config = cell.spec.augment_config(method.generation)
-    if not _generation_finished(gen_dir, config):
-        run_augment(cell.dataset, gen_dir, config, lm(), programs=cell.spec.programs_dir)
-    rows = [r for _, r in _read_jsonl(gen_dir / "augmented.jsonl")]
+def _generation(cell: Cell, method: Method, gen_dir: Path, lm: LazyLM, spent_elsewhere: float,
+                force: bool) -> tuple[list[dict], dict]:
+    """The generation's rows (selected.jsonl for a method that does not relabel, augmented.jsonl for one that
+    does), read back when finished with the same settings (no LM needed), else run or resumed."""
+    config, stages = cell.spec.augment_config(method.generation), method.generation_stages
+    identity = _generation_identity(cell.spec, config)
+    if not _generation_finished(gen_dir, identity, stages, force):
+        try:
+            run_augment(cell.dataset, gen_dir, config, lm(), programs=cell.spec.programs_dir, stages=stages,
+                        spent_elsewhere=spent_elsewhere)
+        except RunMismatch:
+            if not force:
+                raise
+            logger.warning("%s: an unfinished generation with other settings, --force: starting over", gen_dir)
+            shutil.rmtree(gen_dir)
+            run_augment(cell.dataset, gen_dir, config, lm(), programs=cell.spec.programs_dir, stages=stages,
+                        spent_elsewhere=spent_elsewhere)
+        atomic_write_json(gen_dir / GENERATION_MARKER, identity)
+    name = "augmented.jsonl" if "relabel" in stages else "selected.jsonl"
+    rows = [r for _, r in _read_jsonl(gen_dir / name)]
     summary = read_json(gen_dir / "summary.json")
-    usage = {"llm": generation_usage(gen_dir, method.generation_stages), "lm": read_json(gen_dir / "config.json")["lm"],
-             "seconds": {k: v for k, v in summary["seconds"].items() if k in method.generation_stages},
-             "llm_call_seconds": llm_call_seconds(gen_dir, method.generation_stages),
-             "relabeled_share": summary["relabeled_share"] if "relabel" in method.generation_stages else None,
+    usage = {"llm": generation_usage(gen_dir, stages), "lm": read_json(gen_dir / "config.json")["lm"],
+             "seconds": {k: v for k, v in summary["seconds"].items() if k in stages},
+             "llm_call_seconds": llm_call_seconds(gen_dir, stages),
+             "relabeled_share": summary["relabeled_share"] if "relabel" in stages else None,
              "generation": str(gen_dir)}
     return rows, usage
 
 
-def _generation_finished(gen_dir: Path, config: AugmentConfig) -> bool:
-    if not (gen_dir / "summary.json").exists() or not (gen_dir / "config.json").exists():
+def _generation_identity(spec: ExperimentSpec, config: AugmentConfig) -> dict:
+    """Everything that made a generation: the augment settings, the LLM and the compiled programs."""
+    return {"dataset": spec.dataset, "augment": config.fingerprint(), "lm": spec.lm_identity(),
+            "programs": programs_identity(spec.programs_dir)}
+
+
+def _generation_finished(gen_dir: Path, identity: dict, stages: tuple[str, ...], force: bool) -> bool:
+    """True when gen_dir holds a generation with these stages done by the same settings; a generation made by
+    other settings is refused (GenerationMismatch), or deleted with ``force``."""
+    marker = gen_dir / GENERATION_MARKER
+    if not marker.exists():
         return False
-    return read_json(gen_dir / "config.json").get("augment") == config.fingerprint()
+    made = read_json(marker)
+    if made != identity:
+        if not force:
+            raise SpecMismatch(f"{gen_dir} holds a generation made with other settings ({_diff(made, identity)}): "
+                               f"use another --out, --force to redo it, or delete it")
+        logger.warning("%s: made with other settings, --force: generating again", gen_dir)
+        shutil.rmtree(gen_dir)
+        return False
+    done = read_json(gen_dir / "summary.json").get("stages", []) if (gen_dir / "summary.json").exists() else []
+    return all(stage in done for stage in stages)
 
 
 def generation_usage(gen_dir: Path, stages: tuple[str, ...]) -> dict:

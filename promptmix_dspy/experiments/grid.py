@@ -5,12 +5,15 @@
     out/results.jsonl, results.md, *.png          the table, the cost and the plots (report.py)
 
 The LM is opened only if some unfinished cell needs it, so re-running a finished grid rebuilds the report
-without starting a server or sending a request. A cell that fails is logged and left unfinished (the next run
-retries it); a spent budget (--max-errors, --max-cost) stops the grid.
+without starting a server or sending a request. A finished cell is reused only when everything that made it
+matches; otherwise the grid stops and says what differs (``--force`` redoes it). A cell that fails is logged
+and left unfinished (the next run retries it); a spent budget (--max-errors, --max-cost, whole grid, resumed
+sessions included for the cost) stops the grid.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import traceback
 from dataclasses import asdict, dataclass, field, fields
@@ -19,14 +22,15 @@ from typing import Any
 
 from promptmix_dspy.data.datasets import load_dataset
 from promptmix_dspy.data.types import Dataset
-from promptmix_dspy.experiments.experiment import run_experiment
+from promptmix_dspy.experiments.experiment import SpecMismatch, run_experiment
 from promptmix_dspy.experiments.methods import METHODS
 from promptmix_dspy.experiments.spec import ExperimentSpec, dataset_key, load_spec_data, merge_overrides
 from promptmix_dspy.llm.runner import RunStopped
 from promptmix_dspy.llm.settings import LazyLM
-from promptmix_dspy.store.files import atomic_write_json, atomic_write_jsonl, now_iso, read_json
+from promptmix_dspy.pipeline.augment import RunMismatch
+from promptmix_dspy.store.files import atomic_write_json, atomic_write_jsonl, journal_usage, now_iso, read_json
 
-__all__ = ["GridSpec", "cell_dir", "collect_results", "generation_dir", "load_grid", "run_grid"]
+__all__ = ["GridSpec", "spent", "cell_dir", "collect_results", "generation_dir", "load_grid", "run_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,19 +98,25 @@ def generation_dir(out: Path, spec: ExperimentSpec) -> Path | None:
     return Path(out) / "generations" / dataset_key(spec.dataset) / f"seed{spec.seed}" / generation
 
 
-def run_grid(grid: GridSpec, out: str | Path, lm: LazyLM | None = None) -> list[dict]:
-    """Run every unfinished cell, then collect results.jsonl; returns the rows of the finished cells."""
+def run_grid(grid: GridSpec, out: str | Path, lm: LazyLM | None = None, force: bool = False) -> list[dict]:
+    """Run every unfinished cell, then collect results.jsonl; returns the rows of the finished cells.
+
+    A finished cell is reused only when everything that made it matches (its fingerprint, and the generation it
+    read); otherwise the grid stops with an error naming the difference, or, with ``force``, redoes the cell.
+    ``max_cost`` covers the whole grid, earlier sessions included; ``max_errors`` the failed calls of this
+    session over all cells."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "grid.json", {"grid": asdict(grid), "updated": now_iso()})
-    todo = [spec for spec in grid.cells() if not (cell_dir(out, spec) / "result.json").exists()]
-    logger.info("grid: %d cells, %d finished, %d to run", len(grid.cells()), len(grid.cells()) - len(todo),
-                len(todo))
+    cells = grid.cells()
+    finished = sum((cell_dir(out, spec) / "result.json").exists() for spec in cells)
+    logger.info("grid: %d cells, %d finished, %d to run", len(cells), finished, len(cells) - finished)
     datasets: dict[str, Dataset] = {}
+    failed = 0
     with lm or LazyLM(_lm_settings(grid)) as handle:
-        for i, spec in enumerate(todo, start=1):
-            logger.info("cell %d/%d: %s / %s / seed %d", i, len(todo), spec.dataset, spec.method, spec.seed)
-            _run_cell(spec, out, handle, datasets)
+        for i, spec in enumerate(cells, start=1):
+            row, ran = _run_cell(_with_budget(spec, out, failed), out, handle, datasets, force, f"{i}/{len(cells)}")
+            failed += ((row or {}).get("llm") or {}).get("failed_units", 0) if ran else 0
     return collect_results(grid, out)
 
 
@@ -114,19 +124,45 @@ def _lm_settings(grid: GridSpec):
     return grid.cells()[0].lm_settings()
 
 
-def _run_cell(spec: ExperimentSpec, out: Path, lm: LazyLM, datasets: dict[str, Dataset]) -> None:
+def _with_budget(spec: ExperimentSpec, out: Path, failed: int) -> ExperimentSpec:
+    """The cell's spec with what is left of the grid's error allowance."""
+    if spec.max_errors is None:
+        return spec
+    return dataclasses.replace(spec, max_errors=max(0, spec.max_errors - failed))
+
+
+def spent(folders: list[Path]) -> float:
+    """USD spent by the LLM calls journaled in these folders (unknown prices count 0)."""
+    paths = [p for f in folders if f and f.exists() for p in f.glob("*.jsonl")]
+    return journal_usage(paths)["cost_usd"] or 0.0
+
+
+def _run_cell(spec: ExperimentSpec, out: Path, lm: LazyLM, datasets: dict[str, Dataset], force: bool,
+              where: str) -> tuple[dict | None, bool]:
+    """(the cell's row or None when it failed, whether it ran in this session)."""
+    folder, gen = cell_dir(out, spec), generation_dir(out, spec)
+    if (folder / "result.json").exists() and not force:
+        return run_experiment(spec, folder, lm, generation_dir=gen), False  # checks the settings, runs nothing
+    logger.info("cell %s: %s / %s / seed %d", where, spec.dataset, spec.method, spec.seed)
     if spec.dataset not in datasets:
         datasets[spec.dataset] = load_dataset(spec.dataset, data_dir=spec.data_dir)
-    folder = cell_dir(out, spec)
+    elsewhere = spent(_all_folders(out)) - spent([folder, gen] if gen else [folder])
     try:
-        run_experiment(spec, folder, lm, generation_dir=generation_dir(out, spec), dataset=datasets[spec.dataset])
+        row = run_experiment(spec, folder, lm, generation_dir=gen, dataset=datasets[spec.dataset],
+                             spent_elsewhere=elsewhere, force=force)
         (folder / "error.txt").unlink(missing_ok=True)
-    except (RunStopped, KeyboardInterrupt):
+        return row, True
+    except (RunStopped, KeyboardInterrupt, SpecMismatch, RunMismatch):
         raise
     except Exception:  # one broken cell must not lose the rest of the grid: log it, the next run retries
         logger.error("cell %s failed (left unfinished):\n%s", folder, traceback.format_exc())
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        return None, True
+
+
+def _all_folders(out: Path) -> list[Path]:
+    return [p for p in [*out.glob("cells/*/*/seed*"), *out.glob("generations/*/seed*/*")] if p.is_dir()]
 
 
 def collect_results(grid: GridSpec, out: str | Path) -> list[dict]:

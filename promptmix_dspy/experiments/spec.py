@@ -7,25 +7,31 @@ harmless ones.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from promptmix_dspy.experiments.methods import GENERATIONS, METHODS
+from promptmix_dspy.llm.models import LOCAL_MODEL_ENV
 from promptmix_dspy.llm.settings import LMSettings
+from promptmix_dspy.method.programs import programs_identity
 from promptmix_dspy.pipeline.config import AugmentConfig
 
 __all__ = ["ExperimentSpec", "dataset_key", "load_spec", "load_spec_data", "merge_overrides"]
 
 _AUGMENT = AugmentConfig()  # the generation defaults live in AugmentConfig; a spec starts from them
-_NOT_FINGERPRINTED = {"threads", "data_dir"}  # do not change results: may differ when a run is resumed
+# Settings that do not change results (how fast, how much may be spent): they may differ when a run is resumed.
+_NOT_FINGERPRINTED = {"threads", "data_dir", "max_cost", "max_errors"}
+_LM_IDENTITY = ("model", "local_model", "api_base", "adapter", "max_tokens")  # what makes the answers
 
 
 @dataclass
 class ExperimentSpec:
     """What one experiment runs. Defaults follow DESIGN.md; ``student`` overrides TrainConfig fields, ``lm``
-    holds LMSettings fields (no ``model`` = the embedded SmolLM2 server)."""
+    holds LMSettings fields (no ``model`` = the embedded server with ``local_model``, default
+    qwen2.5-coder-1.5b). ``max_cost`` (USD) and ``max_errors`` cap what the LLM calls may spend."""
 
     dataset: str
     method: str = "a2"
@@ -35,6 +41,8 @@ class ExperimentSpec:
     texts_per_call: int = _AUGMENT.texts_per_call
     group_size: int = _AUGMENT.group_size
     top_k: int = _AUGMENT.top_k
+    relabel_batch: int = _AUGMENT.relabel_batch
+    reask: int = _AUGMENT.reask
     max_rounds: int = _AUGMENT.max_rounds
     attempts: int = _AUGMENT.attempts
     threads: int = _AUGMENT.num_threads
@@ -42,15 +50,21 @@ class ExperimentSpec:
     teacher_test_limit: int | None = None  # the llm method on a fixed, seeded sample of the test set
     programs: str | None = None
     data_dir: str | None = None
+    max_cost: float | None = None
+    max_errors: int | None = None
     student: dict[str, Any] = field(default_factory=dict)
     lm: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; known: {sorted(METHODS)}")
-        for name in ("shots", "per_class", "threads"):
+        for name in ("shots", "per_class", "threads", "relabel_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_cost is not None and self.max_cost <= 0:
+            raise ValueError(f"max_cost must be > 0 (USD), got {self.max_cost}")
+        if self.max_errors is not None and self.max_errors < 0:
+            raise ValueError(f"max_errors must be >= 0, got {self.max_errors}")
         if self.teacher_test_limit is not None and self.teacher_test_limit < 1:
             raise ValueError(f"teacher_test_limit must be >= 1, got {self.teacher_test_limit}")
         unknown = set(self.lm) - {f.name for f in fields(LMSettings)}
@@ -62,10 +76,12 @@ class ExperimentSpec:
         return METHODS[self.method].shots or self.shots
 
     def augment_config(self, generation: str = "mix") -> AugmentConfig:
+        settings = {k: v for k, v in GENERATIONS[generation].items() if k != "programs"}
         return AugmentConfig(shots=self.shots_used, seed=self.seed, per_class=self.per_class,
                              texts_per_call=self.texts_per_call, group_size=self.group_size, top_k=self.top_k,
-                             max_rounds=self.max_rounds, attempts=self.attempts, num_threads=self.threads,
-                             **GENERATIONS[generation])
+                             relabel_batch=self.relabel_batch, reask=self.reask, max_rounds=self.max_rounds,
+                             attempts=self.attempts, num_threads=self.threads, max_cost=self.max_cost,
+                             max_errors=self.max_errors, **settings)
 
     def train_config(self):
         from promptmix_dspy.student.train import TrainConfig
@@ -74,25 +90,49 @@ class ExperimentSpec:
 
     @property
     def programs_dir(self) -> str | None:
-        """Compiled programs to use; ``{dataset}`` in the path becomes the dataset's name (programs/{dataset})."""
-        return self.programs.replace("{dataset}", dataset_key(self.dataset)) if self.programs else None
+        """Compiled programs to use; ``{dataset}`` in the path becomes the dataset's name (programs/{dataset}).
+        A method whose generation names its own programs (a2c) uses those."""
+        method = METHODS[self.method]
+        programs = GENERATIONS.get(method.generation or "", {}).get("programs") or self.programs
+        return programs.replace("{dataset}", dataset_key(self.dataset)) if programs else None
 
     def lm_settings(self) -> LMSettings:
         return LMSettings(**self.lm)
 
+    def budget(self, spent_elsewhere: float = 0.0):
+        """A Budget with this spec's limits (``spent_elsewhere``: what other cells of the grid already spent)."""
+        from promptmix_dspy.llm.runner import Budget
+
+        return Budget(self.max_errors, self.max_cost, spent_before=spent_elsewhere)
+
+    def lm_identity(self) -> dict:
+        """What makes the LLM's answers: the model (the embedded one by name), endpoint, adapter, max_tokens."""
+        settings = self.lm_settings()
+        out = {k: getattr(settings, k) for k in _LM_IDENTITY if getattr(settings, k) is not None}
+        if settings.embedded:
+            from promptmix_dspy.llm.models import DEFAULT_LOCAL_MODEL
+
+            out["local_model"] = settings.local_model or os.environ.get(LOCAL_MODEL_ENV) or DEFAULT_LOCAL_MODEL
+            out.pop("api_base", None)
+        return out
+
     def fingerprint(self) -> dict:
-        """The settings that shape this method's result (a baseline cell ignores the LLM settings)."""
+        """Everything that shapes this method's result, and nothing else (a baseline cell ignores the LLM)."""
         out = {k: v for k, v in asdict(self).items() if k not in _NOT_FINGERPRINTED | _unused_by(self.method)}
         if "lm" in out:
-            out["lm"] = {k: v for k, v in self.lm.items() if k in ("model", "adapter", "max_tokens")}
+            out["lm"] = self.lm_identity()
+        if "programs" in out:
+            out["programs"] = programs_identity(self.programs_dir)
         return out
 
 
 def _unused_by(method_name: str) -> set[str]:
     method = METHODS[method_name]
-    unused = set() if method.generation else {"texts_per_call", "group_size", "max_rounds"}
+    unused = set() if method.generation else {"texts_per_call", "group_size", "max_rounds", "reask"}
     if not (method.generation or method.teacher):
-        unused |= {"top_k", "attempts", "programs", "lm"}
+        unused |= {"top_k", "attempts", "programs", "lm", "relabel_batch"}
+    if method.generation and "relabel" not in method.generation_stages:
+        unused |= {"relabel_batch"}
     unused |= set() if method.teacher else {"teacher_test_limit"}
     unused |= {"student"} if method.teacher else set()
     return unused | (set() if method_name == "eda" else {"eda_per_example"})

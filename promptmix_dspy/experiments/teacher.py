@@ -12,15 +12,16 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 from promptmix_dspy.data.fewshot import FewShotSplit
 from promptmix_dspy.data.types import Example
 from promptmix_dspy.experiments.spec import ExperimentSpec
-from promptmix_dspy.llm.runner import Budget, UnitResult, run_parallel, run_unit
+from promptmix_dspy.llm.runner import Budget, RunStopped
 from promptmix_dspy.llm.settings import LazyLM
-from promptmix_dspy.pipeline.steps import build_program, describe_classes, text_key
-from promptmix_dspy.store.files import Journal, atomic_write_json, journal_usage, now_iso, read_json
+from promptmix_dspy.pipeline.describe import describe_classes, describe_task
+from promptmix_dspy.pipeline.program import build_program
+from promptmix_dspy.pipeline.relabel import label_texts
+from promptmix_dspy.store.files import atomic_write_json, journal_usage, now_iso, read_json
 
 __all__ = ["NO_ANSWER", "TEST_SAMPLE_SEED", "run_teacher", "teacher_test_set"]
 
@@ -37,24 +38,31 @@ def teacher_test_set(test: list[Example], limit: int | None) -> list[Example]:
     return [ex for i, ex in enumerate(test) if i in keep]
 
 
-def run_teacher(spec: ExperimentSpec, split: FewShotSplit, out: Path, lm: LazyLM) -> dict:
-    """Classify the (sampled) test set with the relabeler; write eval/ and steps/teacher.json; return the row."""
+def run_teacher(spec: ExperimentSpec, split: FewShotSplit, out: Path, lm: LazyLM,
+                spent_elsewhere: float = 0.0) -> dict:
+    """Classify the (sampled) test set with the relabeler; write eval/ and steps/teacher.json; return the row.
+    The spec's max_cost covers this cell's earlier sessions and ``spent_elsewhere`` (other cells of a grid)."""
     marker = out / "steps" / "teacher.json"
     if not marker.exists():
-        atomic_write_json(marker, _classify(spec, split, out, lm))
+        spent = journal_usage([out / "descriptions.jsonl", out / "teacher.jsonl"])["cost_usd"] or 0.0
+        atomic_write_json(marker, _classify(spec, split, out, lm, spec.budget(spent + spent_elsewhere)))
     return read_json(marker)
 
 
-def _classify(spec: ExperimentSpec, split: FewShotSplit, out: Path, lm: LazyLM) -> dict:
+def _classify(spec: ExperimentSpec, split: FewShotSplit, out: Path, lm: LazyLM, budget: Budget) -> dict:
     from promptmix_dspy.student.evaluate import classification_metrics, write_report
 
     test = teacher_test_set(split.test, spec.teacher_test_limit)
     handle, config = lm(), spec.augment_config("mix")
-    started, budget = time.monotonic(), Budget()
-    cards = describe_classes(split, config, handle, out, budget)
-    program = build_program(cards, config, spec.programs_dir)
-    journal = _label_all(program, [ex.text for ex in test], config, handle, out, budget)
-    pred = [(journal.get(text_key(ex.text)) or {}).get("label") or NO_ANSWER for ex in test]
+    started = time.monotonic()
+    task = describe_task(split, config, handle, out, budget)
+    cards = describe_classes(split, config, handle, out, budget, task)
+    program = build_program(cards, config, spec.programs_dir, task)
+    answers = label_texts(program.relabeler, [ex.text for ex in test], out / "teacher.jsonl", config, handle, budget,
+                          "teacher")
+    if budget.stop_reason:
+        raise RunStopped(budget.stop_reason)
+    pred = [answers.get(ex.text) or NO_ANSWER for ex in test]
     labels = split.labels + ([NO_ANSWER] if NO_ANSWER in pred else [])
     report = {"dataset": spec.dataset, "method": "llm", "seed": spec.seed, "split": "test", "lm": handle.model,
               **classification_metrics([ex.label for ex in test], pred, labels)}
@@ -64,32 +72,6 @@ def _classify(spec: ExperimentSpec, split: FewShotSplit, out: Path, lm: LazyLM) 
             "no_answer": pred.count(NO_ANSWER), "lm": handle.describe(),
             "llm": journal_usage([out / "descriptions.jsonl", out / "teacher.jsonl"]),
             "seconds": {"teacher": round(time.monotonic() - started, 3)}, "finished": now_iso()}
-
-
-def _label_all(program: Any, texts: list[str], config: Any, handle: Any, out: Path, budget: Budget) -> Journal:
-    journal = Journal(out / "teacher.jsonl", key="key")
-    todo = list(dict.fromkeys(t for t in texts if _unanswered(journal, t)))
-    program.relabeler.selector.warm(todo)
-
-    def work(text: str) -> UnitResult:
-        def attempt_fn(attempt: int) -> Any:
-            with handle.context():
-                return program.relabeler(text=text, attempt=attempt)
-        return run_unit(attempt_fn, config.attempts, handle.price)
-
-    def done(text: str, result: UnitResult) -> None:
-        pred = result.value
-        journal.append({"key": text_key(text), "text": text, "label": pred.label if pred else None,
-                        "candidates": list(pred.candidates) if pred else [], "error": result.error,
-                        "usage": result.usage()})
-
-    run_parallel(todo, work, done, budget, handle.in_flight(config.num_threads), "teacher")
-    return journal
-
-
-def _unanswered(journal: Journal, text: str) -> bool:
-    row = journal.get(text_key(text))
-    return row is None or bool(row.get("error"))
 
 
 def _write_predictions(test: list[Example], pred: list[str], path: Path) -> None:

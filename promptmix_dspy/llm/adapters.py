@@ -1,11 +1,29 @@
-"""How outputs are asked for: DSPy adapters that refuse truncated JSON, and the llama.cpp one that turns the
-signature's output schema into a grammar (constrained decoding). ``ADAPTERS`` is the registry ``--adapter``
-picks from."""
+"""How prompts are written and answers read: DSPy adapters, and the registry ``--adapter`` picks from.
+
+- ``promptmix`` (the default for hosted models) and ``llama-cpp`` (the default for the embedded server) write a
+  lean prompt: the signature's instructions are the system message, followed by one line saying which JSON
+  object to answer with; demos are user/assistant turns; the inputs follow in field order, each under its
+  ``[[ ## name ## ]]`` marker, so what is shared between calls (instructions, demos, class cards) comes first
+  and the text that varies comes last: a provider's prefix cache, or llama.cpp's, reuses everything before it.
+  A small model loses tens of points of accuracy under DSPy's generic field-structure boilerplate
+  (DESIGN.md); a capable one does not need it. ``llama-cpp`` also sends the output schema in llama.cpp's
+  ``response_format`` form, which it turns into a grammar: a ``Literal`` label is always a candidate and a
+  list always has the asked number of items.
+- ``json`` and ``chat`` are DSPy's own JSONAdapter (here refusing truncated JSON) and ChatAdapter.
+
+Every adapter here maps a near-miss label to the candidate it unambiguously means ("Location" -> LOC, "hum" ->
+HUM) instead of failing; each mapping is recorded (``label_mappings``) so a run can count them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
-from typing import Any
+import re
+import typing
+from contextvars import ContextVar
+from typing import Any, Iterator, Literal
 
 import dspy
 import pydantic
@@ -13,34 +31,134 @@ from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.adapters.json_adapter import JSONAdapter
 from dspy.utils.exceptions import AdapterParseError
 
-__all__ = ["ADAPTERS", "TEXT_PATTERN", "CompleteJSONAdapter", "LlamaCppJSONAdapter", "output_schema"]
-
+__all__ = ["ADAPTERS", "SHARED_FIELDS", "TEXT_PATTERN", "CompleteJSONAdapter", "LlamaCppAdapter", "PromptMixAdapter",
+           "label_mappings", "nearest_label", "output_schema", "render_value"]
 
 # One line of natural text: starts with a letter, digit or bracket; no control characters (strict JSON refuses
-# them raw), braces, backticks or markup,
-# 8-300 characters. llama.cpp turns the pattern into grammar rules over the raw JSON characters, so it must
-# also exclude the double quote and the backslash, which would end or escape the JSON string.
-TEXT_PATTERN = r"^[A-Za-z0-9'(¿¡][^\x00-\x1f{}\[\]`#<>|\\\"]{7,299}$"
+# them raw), braces, backticks or markup, 8-300 characters. llama.cpp turns the pattern into grammar rules over
+# the raw JSON characters, so it must also exclude the double quote and the backslash, which would end or
+# escape the JSON string.
+TEXT_PATTERN = r"^[A-Za-z0-9'(¿¡@#][^\x00-\x1f{}\[\]`<>|\\\"]{7,299}$"
+_mappings: ContextVar[list[tuple[str, str]] | None] = ContextVar("promptmix_label_mappings", default=None)
+SHARED_FIELDS = ("candidate_classes", "class_cards")  # inputs the lean prompt puts in the system message
+
+
+# ----------------------------------------------------------------------------------------------------------
+# near-miss labels
+
+
+def nearest_label(answer: str, allowed: typing.Sequence[str]) -> str | None:
+    """The candidate ``answer`` unambiguously means, or None.
+
+    In order: the same text ignoring case, spaces and punctuation; the one candidate the answer starts with,
+    or that starts with it ("Location" -> LOC, "LOC (location)" -> LOC); the one candidate difflib finds
+    close (ratio >= 0.8) with no other within 0.1 of it.
+    """
+    key = _key(answer)
+    if not key:
+        return None
+    keys = {_key(a): a for a in allowed}
+    if key in keys:
+        return keys[key]
+    prefixed = [a for k, a in keys.items() if k and (key.startswith(k) or k.startswith(key))]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    scored = sorted(((difflib.SequenceMatcher(None, key, k).ratio(), a) for k, a in keys.items()), reverse=True)
+    if scored and scored[0][0] >= 0.8 and (len(scored) == 1 or scored[0][0] - scored[1][0] >= 0.1):
+        return scored[0][1]
+    return None
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[\W_]+", "", str(text).lower())
+
+
+@contextlib.contextmanager
+def label_mappings() -> Iterator[list[tuple[str, str]]]:
+    """Collect the (answer, candidate) near-miss mappings made while parsing in this context."""
+    log: list[tuple[str, str]] = []
+    token = _mappings.set(log)
+    try:
+        yield log
+    finally:
+        _mappings.reset(token)
+
+
+def _map_near_misses(signature: type[dspy.Signature], fields: dict) -> dict:
+    for name, value in fields.items():
+        field = signature.output_fields.get(name)
+        allowed = _literal_values(field.annotation) if field is not None else None
+        if allowed is None:
+            continue
+        if isinstance(value, str):
+            fields[name] = _mapped(value, allowed)
+        elif isinstance(value, list):
+            fields[name] = [_mapped(v, allowed) if isinstance(v, str) else v for v in value]
+        elif isinstance(value, dict):
+            fields[name] = {k: _mapped(v, allowed) if isinstance(v, str) else v for k, v in value.items()}
+    return fields
+
+
+def _mapped(value: str, allowed: tuple[str, ...]) -> str:
+    if value in allowed:
+        return value
+    label = nearest_label(value, allowed)
+    if label is None:
+        return value  # DSPy's parse refuses it: the call is retried, then counted
+    if (log := _mappings.get()) is not None:
+        log.append((value, label))
+    return label
+
+
+def _literal_values(annotation: Any) -> tuple[str, ...] | None:
+    """The allowed strings of ``Literal[...]``, ``list[Literal[...]]`` or ``dict[str, Literal[...]]``."""
+    if typing.get_origin(annotation) in (list, dict):
+        annotation = (typing.get_args(annotation) or (None,))[-1]
+    if typing.get_origin(annotation) is Literal:
+        return tuple(str(a) for a in typing.get_args(annotation))
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# schemas for constrained decoding
 
 
 def output_schema(signature: type[dspy.Signature], inputs: dict | None = None) -> dict:
     """The signature's outputs as a JSON schema, for constrained decoding.
 
-    Unconstrained, a tiny model answers ``[]``, ``[", , "]``, echoes JSON and code fences, or lists texts until
-    max_tokens cuts the JSON off. So list strings must be one line of text (TEXT_PATTERN), and a list output
-    ``f`` holds exactly ``inputs["num_f"]`` items when that input is given (``num_texts`` -> ``texts``), else
-    at least one.
+    A list output ``f`` holds exactly ``inputs["num_f"]`` items when that input is given (``num_texts`` ->
+    ``texts``), else at least one: unconstrained, a small model answers ``[]``, echoes JSON or lists texts
+    until max_tokens cuts the JSON off. List strings must be one line of text (TEXT_PATTERN). A dict output
+    named ``..._for_x`` for a list input ``x`` has exactly the keys "1".."n", in order, one per item of ``x``
+    (``classes_for_texts``: the class of each numbered text): writing the number before each answer keeps a
+    small model's answers aligned with the texts, where a bare list drifts.
     """
     fields = {name: (f.annotation, ...) for name, f in signature.output_fields.items()}
     schema = pydantic.create_model("Outputs", **fields).model_json_schema()
     for name, prop in schema.get("properties", {}).items():
-        if prop.get("type") == "array":
-            count = (inputs or {}).get(f"num_{name}")
+        count = _list_count(name, inputs or {})
+        if prop.get("type") == "object" and count:
+            keys = [str(i) for i in range(1, count + 1)]
+            value = prop.get("additionalProperties") or {"type": "string"}
+            schema["properties"][name] = {"type": "object", "properties": {k: value for k in keys},
+                                          "required": keys, "additionalProperties": False}
+        elif prop.get("type") == "array":
             exact = isinstance(count, int) and count > 0
             prop.update(minItems=count if exact else 1, **({"maxItems": count} if exact else {}))
-            if prop.get("items", {}).get("type") == "string":
+            if prop.get("items", {}).get("type") == "string" and "enum" not in prop["items"]:
                 prop["items"]["pattern"] = TEXT_PATTERN
     return schema
+
+
+def _list_count(name: str, inputs: dict) -> int | None:
+    if f"num_{name}" in inputs:
+        return inputs[f"num_{name}"]
+    source = name.rsplit("_for_", 1)[1] if "_for_" in name else None
+    return len(inputs[source]) if source and isinstance(inputs.get(source), list) else None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# adapters
 
 
 class CompleteJSONAdapter(JSONAdapter):
@@ -63,15 +181,61 @@ class CompleteJSONAdapter(JSONAdapter):
         if not isinstance(obj, dict):
             raise AdapterParseError(adapter_name=type(self).__name__, signature=signature, lm_response=completion,
                                     message="the answer is not a JSON object")
-        return super().parse(signature, json.dumps(obj))
+        return super().parse(signature, json.dumps(_map_near_misses(signature, obj)))
 
 
-class LlamaCppJSONAdapter(CompleteJSONAdapter):
-    """JSONAdapter that constrains decoding on llama.cpp servers.
+class PromptMixAdapter(CompleteJSONAdapter):
+    """The lean prompt (module docstring): instructions, the class cards, the answer's JSON shape, demos, then
+    the inputs.
+
+    The class cards (``SHARED_FIELDS``) are what every call over the same classes shares, so they join the
+    instructions in the system message, before any demo: the model reads the classes before the worked example,
+    and the whole prefix up to the texts is the same for every call over that candidate set.
+    """
+
+    def format(self, signature: type[dspy.Signature], demos: list[dict[str, Any]],
+               inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        shared = {k: inputs[k] for k in SHARED_FIELDS if inputs.get(k) is not None and k in signature.input_fields}
+        rest = {k: v for k, v in inputs.items() if k not in shared}
+        system = "\n\n".join([signature.instructions.strip(), *self._sections(signature, shared),
+                               answer_format(signature)])
+        user = self.format_user_message_content(signature, rest, main_request=True)
+        return [{"role": "system", "content": system}, *self.format_demos(signature, demos),
+                {"role": "user", "content": user}]
+
+    def format_user_message_content(self, signature: type[dspy.Signature], inputs: dict[str, Any], prefix: str = "",
+                                    suffix: str = "", main_request: bool = False) -> str:
+        sections = self._sections(signature, {k: v for k, v in inputs.items() if k not in SHARED_FIELDS})
+        return "\n\n".join(part for part in (prefix.strip(), *sections, suffix.strip()) if part)
+
+    @staticmethod
+    def _sections(signature: type[dspy.Signature], inputs: dict[str, Any]) -> list[str]:
+        return [f"[[ ## {name} ## ]]\n{render_value(inputs[name])}"
+                for name in signature.input_fields if name in inputs and inputs[name] is not None]
+
+    def format_assistant_message_content(self, signature: type[dspy.Signature], outputs: dict[str, Any],
+                                         missing_field_message: str | None = None) -> str:
+        return json.dumps({name: _plain(outputs[name]) for name in signature.output_fields
+                           if outputs.get(name) is not None}, ensure_ascii=False)
+
+    def format_demos(self, signature: type[dspy.Signature], demos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each demo as a user turn (the inputs it has) and an assistant turn (its outputs); a demo without
+        outputs is skipped. Inputs a demo leaves out (the class cards, shown once in the request) are omitted."""
+        messages = []
+        for demo in demos:
+            if not any(demo.get(name) is not None for name in signature.output_fields):
+                continue
+            inputs = {k: demo.get(k) for k in signature.input_fields if demo.get(k) is not None}
+            messages += [{"role": "user", "content": self.format_user_message_content(signature, inputs)},
+                         {"role": "assistant", "content": self.format_assistant_message_content(signature, demo)}]
+        return messages
+
+
+class LlamaCppAdapter(PromptMixAdapter):
+    """The lean prompt, with the output schema sent in llama.cpp's form so that decoding is constrained.
 
     llama-cpp-python turns ``{"type": "json_object", "schema": ...}`` into a grammar, but not OpenAI's
-    ``json_schema`` form, and DSPy sends a bare json_object to hosted_vllm models. With the schema, a
-    ``Literal`` label is always a candidate and a list output always the asked number of one-line strings.
+    ``json_schema`` form, and DSPy sends a bare json_object to hosted_vllm models.
     """
 
     def __call__(self, lm: Any, lm_kwargs: dict, signature: type[dspy.Signature], demos: list, inputs: dict):
@@ -90,4 +254,52 @@ def _llama_format(signature: type[dspy.Signature], inputs: dict | None) -> dict:
     return {"type": "json_object", "schema": output_schema(signature, inputs)}
 
 
-ADAPTERS: dict[str, type] = {"chat": ChatAdapter, "json": CompleteJSONAdapter, "llama-cpp": LlamaCppJSONAdapter}
+def answer_format(signature: type[dspy.Signature]) -> str:
+    """'Answer with a JSON object: {"label": "<the name of one candidate class>"}.'"""
+    parts = []
+    for name, field in signature.output_fields.items():
+        desc = (field.json_schema_extra or {}).get("desc") or name.replace("_", " ")
+        kind = typing.get_origin(field.annotation)
+        if kind is dict:
+            shown = f'{{"1": "<{desc} of item 1>", "2": "<{desc} of item 2>", ...}}'
+        elif kind is list:
+            shown = f'["<{desc}>", ...]'
+        else:
+            shown = f"<{desc}>" if field.annotation is int else f'"<{desc}>"'
+        parts.append(f'"{name}": {shown}')
+    return "Answer with a JSON object: {" + ", ".join(parts) + "}."
+
+
+def render_value(value: Any) -> str:
+    """An input as the prompt shows it: class cards as a list of classes, a list of strings numbered."""
+    if isinstance(value, list) and value and all(_is_card(v) for v in value):
+        return "\n".join(_render_card(v) for v in value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "\n".join(f"{i}. {' '.join(v.split())}" for i, v in enumerate(value, start=1)) if value else "(none)"
+    if isinstance(value, (dict, list)):
+        return json.dumps(_plain(value), ensure_ascii=False)
+    return str(value)
+
+
+def _is_card(value: Any) -> bool:
+    return hasattr(value, "name") and hasattr(value, "description") and hasattr(value, "examples")
+
+
+def _render_card(card: Any) -> str:
+    line = f"- {card.name}: {card.description}"
+    if card.examples:
+        line += "\n  Examples: " + "; ".join(json.dumps(" ".join(e.split()), ensure_ascii=False)
+                                              for e in card.examples)
+    return line
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+ADAPTERS: dict[str, type] = {"promptmix": PromptMixAdapter, "llama-cpp": LlamaCppAdapter, "json": CompleteJSONAdapter,
+                             "chat": ChatAdapter}

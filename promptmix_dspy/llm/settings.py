@@ -159,7 +159,7 @@ def build_handle(settings: LMSettings, model: str, api_base: str | None, embedde
                  identity: str | None = None) -> LMHandle:
     """The LM for DSPy. Cached answers are keyed by the endpoint too (DSPy's own key ignores api_base): by
     ``identity`` when given (the embedded server, whose port changes every start), else by api_base."""
-    adapter_name = settings.adapter if settings.adapter != "auto" else ("llama-cpp" if embedded else "json")
+    adapter_name = settings.adapter if settings.adapter != "auto" else ("llama-cpp" if embedded else "promptmix")
     kwargs: dict[str, Any] = {"api_base": api_base} if api_base else {}
     if settings.api_key_env:
         kwargs["api_key"] = os.environ[settings.api_key_env]

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["CandidateSelector", "SentenceEncoder", "default_encoder_path"]
+__all__ = ["CandidateSelector", "SentenceEncoder", "default_encoder_path", "plan_batches"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,12 @@ class CandidateSelector:
         order = np.argsort(-scores, kind="stable")[: self.top_k]
         return [self.labels[i] for i in order]
 
+    def for_batch(self, texts: Sequence[str]) -> list[str]:
+        """The candidates of several texts: the union of their top-k, in the dataset's label order (the same set
+        always gives the same prompt prefix)."""
+        wanted = {name for text in texts for name in self(text)}
+        return [label for label in self.labels if label in wanted]
+
     def warm(self, texts: Sequence[str]) -> None:
         """Encode many texts in batches up front, so per-text calls hit the cache."""
         if not self.offers_all and texts:
@@ -102,3 +108,27 @@ class CandidateSelector:
 
     def __deepcopy__(self, memo):
         return self
+
+
+def plan_batches(texts: Sequence[str], selector: CandidateSelector, size: int,
+                 max_candidates: int | None = None) -> list[list[str]]:
+    """Split ``texts`` into batches of at most ``size`` that share candidates: texts are sorted by their top-k set
+    (label order), and a batch takes the next text while the union of candidates stays within
+    ``max_candidates`` (default top_k + 2). Consecutive batches then often share their whole candidate set, and
+    with it the prompt prefix. Deterministic; every text is in exactly one batch."""
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    cap = max_candidates or selector.top_k + 2
+    order = {label: i for i, label in enumerate(selector.labels)}
+    keyed = sorted(dict.fromkeys(texts), key=lambda t: sorted(order[c] for c in selector(t)))
+    batches: list[list[str]] = []
+    union: set[str] = set()
+    for text in keyed:
+        mine = set(selector(text))
+        if batches and len(batches[-1]) < size and len(union | mine) <= cap:
+            batches[-1].append(text)
+            union |= mine
+        else:
+            batches.append([text])
+            union = mine
+    return batches

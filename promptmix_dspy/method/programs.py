@@ -3,6 +3,7 @@ pickle) beside a meta.json that names the labels it was compiled for. Loading re
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import dspy
 from promptmix_dspy.method.modules import PromptMix
 from promptmix_dspy.store.files import read_json
 
-__all__ = ["META", "PROGRAMS", "check_labels", "load_compiled", "load_state", "read_meta"]
+__all__ = ["META", "PROGRAMS", "check_labels", "load_compiled", "load_state", "programs_identity", "read_meta"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +60,13 @@ def load_compiled(program: PromptMix, programs_dir: str | Path, labels: list[str
     if not any(name in saved for name in PROGRAMS):
         raise ValueError(f"{folder / META} lists no compiled program (expected {list(PROGRAMS)})")
     return meta
+
+
+def programs_identity(folder: str | Path | None) -> dict | None:
+    """A programs folder by path and content: recompiled programs are other programs."""
+    if not folder:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.json")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return {"path": str(folder), "sha256": digest.hexdigest()[:16]}

@@ -1,4 +1,9 @@
-"""Typed DSPy signatures. Each docstring is the instruction the LM reads; field names are part of the prompt."""
+"""Typed DSPy signatures. Each docstring is the instruction the LM reads; field names are part of the prompt.
+
+Inputs are ordered so that what many calls share comes first and what varies comes last: the class cards
+before the texts to label, the group's cards before the mix request. The dataset's task description is put in
+front of the instruction by the modules (``with_task``), so it opens the system message.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from pydantic import BaseModel, Field
 __all__ = [
     "ClassCard",
     "DescribeClass",
+    "DescribeTask",
     "GenerateBorderlineExamples",
-    "RelabelText",
+    "RelabelTexts",
     "relabel_signature_for",
+    "with_task",
 ]
 
 
@@ -30,40 +37,58 @@ class DescribeClass(dspy.Signature):
     other classes listed."""
 
     class_name: str = dspy.InputField()
-    examples: list[str] = dspy.InputField(desc="example texts that belong to the class")
     other_classes: list[str] = dspy.InputField(desc="the dataset's other class names")
+    examples: list[str] = dspy.InputField(desc="example texts that belong to the class")
     description: str = dspy.OutputField(desc="one sentence, no more than 40 words")
 
 
+class DescribeTask(dspy.Signature):
+    """Say in one sentence what the texts of a text-classification dataset are and what their classes tell
+    apart, from the class names and a few example texts of each class."""
+
+    class_examples: list[str] = dspy.InputField(desc="'class name: example text' lines")
+    task: str = dspy.OutputField(desc="one sentence, e.g. 'The texts are questions, classified by the type of "
+                                      "answer they expect.'")
+
+
 class GenerateBorderlineExamples(dspy.Signature):
-    """Generate a diverse set of short texts for a text-classification dataset. Each text must belong
-    majority_share of the way to the majority class and the rest of the way to the minority class, so that it
-    sits near the boundary between the two classes while still mostly reading as the majority class. Use the
-    class cards to understand every class of the group. Match the style and length of the example texts, make
-    the texts differ from each other, and never copy an example. Return only the texts, with no numbering,
-    quotes, labels or percentages."""
+    """Write new texts for a text-classification dataset. Each text must belong majority_share of the way to
+    the majority class and the rest of the way to the minority class, so that it sits near the boundary between
+    the two classes while still mostly reading as the majority class. Use the class cards to understand every
+    class of the group. Match the style and length of the example texts, but never copy or paraphrase an
+    example: write about new topics, names and situations, and make the texts differ from each other and from
+    the texts already written. Return only the texts, with no numbering, quotes, labels or percentages."""
 
     class_cards: list[ClassCard] = dspy.InputField(desc="the classes of this group: name, description, examples")
     majority_class: str = dspy.InputField()
     minority_class: str = dspy.InputField(desc="'none' when the texts should be purely the majority class")
     majority_share: str = dspy.InputField(desc="how much each text belongs to each class, e.g. '80% A, 20% B'")
+    already_written: list[str] = dspy.InputField(desc="texts already written for this request: write others")
     num_texts: int = dspy.InputField(desc="how many texts to write")
-    texts: list[str] = dspy.OutputField(desc="the generated texts, one string each")
+    texts: list[str] = dspy.OutputField(desc="a new text")
 
 
-class RelabelText(dspy.Signature):
-    """Classify the text into exactly one of the candidate classes. Read each class's description and
-    examples, then answer with the name of the class the text belongs to most."""
+class RelabelTexts(dspy.Signature):
+    """Classify each numbered text into exactly one of the candidate classes. Read each class's description
+    and examples, then give every text, by its number, the name of the class it belongs to most."""
 
-    text: str = dspy.InputField()
     candidate_classes: list[ClassCard] = dspy.InputField(desc="the classes to choose from")
-    label: str = dspy.OutputField(desc="the name of one candidate class, exactly as written")
+    texts: list[str] = dspy.InputField(desc="the texts to classify, numbered")
+    classes_for_texts: dict[str, str] = dspy.OutputField(desc="class name")
 
 
 def relabel_signature_for(candidates: list[str],
-                          base: type[dspy.Signature] = RelabelText) -> type[dspy.Signature]:
-    """``base`` (RelabelText, or a compiled copy of it with optimized instructions) whose ``label`` can only be
-    one of ``candidates`` (a Literal, enforced by the adapter)."""
+                          base: type[dspy.Signature] = RelabelTexts) -> type[dspy.Signature]:
+    """``base`` (RelabelTexts, or a compiled copy of it) whose answer for each text can only be one of
+    ``candidates`` (a Literal, enforced by the adapter; the keys are the texts' numbers)."""
     if not candidates:
         raise ValueError("relabeling needs at least one candidate class")
-    return base.with_updated_fields("label", type_=Literal[tuple(candidates)])
+    return base.with_updated_fields("classes_for_texts", type_=dict[str, Literal[tuple(candidates)]])
+
+
+def with_task(signature: type[dspy.Signature], task: str | None) -> type[dspy.Signature]:
+    """The signature with the dataset's task description in front of its instruction (once)."""
+    task = " ".join((task or "").split())
+    if not task or signature.instructions.startswith(task):
+        return signature
+    return signature.with_instructions(f"{task}\n\n{signature.instructions}")

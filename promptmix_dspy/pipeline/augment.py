@@ -23,8 +23,12 @@ from promptmix_dspy.data.fewshot import FewShotSplit, few_shot_split
 from promptmix_dspy.data.types import Dataset
 from promptmix_dspy.llm.runner import Budget
 from promptmix_dspy.llm.settings import LMHandle, LMSettings, open_lm
-from promptmix_dspy.pipeline import steps
+from promptmix_dspy.method.programs import programs_identity
 from promptmix_dspy.pipeline.config import RESUMABLE, AugmentConfig
+from promptmix_dspy.pipeline.describe import describe_classes, describe_task
+from promptmix_dspy.pipeline.generate import generate
+from promptmix_dspy.pipeline.program import build_program
+from promptmix_dspy.pipeline.relabel import relabel
 from promptmix_dspy.store.files import (
     atomic_write_json,
     atomic_write_jsonl,
@@ -34,10 +38,11 @@ from promptmix_dspy.store.files import (
     versions,
 )
 
-__all__ = ["AugmentConfig", "AugmentResult", "RunMismatch", "augment", "run_augment"]
+__all__ = ["JOURNALS", "STAGES", "AugmentConfig", "AugmentResult", "RunMismatch", "augment", "run_augment"]
 
 logger = logging.getLogger(__name__)
 JOURNALS = ("descriptions.jsonl", "generated.jsonl", "relabeled.jsonl")
+STAGES = ("describe", "generate", "relabel")
 
 
 class RunMismatch(ValueError):
@@ -67,25 +72,36 @@ def augment(dataset: str | Path | Dataset, out_dir: str | Path, config: AugmentC
 
 
 def run_augment(dataset: Dataset, out_dir: str | Path, config: AugmentConfig, handle: LMHandle,
-                programs: str | Path | None = None) -> AugmentResult:
-    """The pipeline on an open LM. Re-running it on the same folder resumes and redoes no finished call."""
+                programs: str | Path | None = None, *, stages: tuple[str, ...] = STAGES,
+                spent_elsewhere: float = 0.0) -> AugmentResult:
+    """The pipeline on an open LM. Re-running it on the same folder resumes and redoes no finished call.
+
+    ``stages=("describe", "generate")`` stops before relabeling (selected.jsonl holds the generation); running
+    again with every stage finishes it. ``spent_elsewhere`` counts toward ``max_cost`` (a grid's other cells)."""
     out = Path(out_dir)
     split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
     _start_run_folder(out, dataset, split, config, handle, programs)
     spent = journal_usage([out / name for name in JOURNALS])["cost_usd"] or 0.0  # earlier sessions of this run
-    budget, timings = Budget(config.max_errors, config.max_cost, spent_before=spent), {}
+    budget, timings = Budget(config.max_errors, config.max_cost, spent_before=spent + spent_elsewhere), {}
+    rows, drops, done = [], [], [s for s in STAGES if s in stages]
     try:
-        cards = _timed(timings, "describe", steps.describe_classes, split, config, handle, out, budget)
-        program = steps.build_program(cards, config, programs)
-        selected, drops = _timed(timings, "generate", steps.generate, program, split, config, handle, out, budget)
-        rows, drops2 = _timed(timings, "relabel", steps.relabel, program, selected, config, handle, out, budget)
+        task = _timed(timings, "describe", describe_task, split, config, handle, out, budget)
+        cards = _timed(timings, "describe", describe_classes, split, config, handle, out, budget, task)
+        program = build_program(cards, config, programs, task)
+        selected, drops = _timed(timings, "generate", generate, program, split, config, handle, out, budget)
+        atomic_write_jsonl(out / "selected.jsonl", selected)
+        if "relabel" in stages:
+            rows, more = _timed(timings, "relabel", relabel, program, selected, config, handle, out, budget)
+            drops += more
     finally:
         atomic_write_json(out / "usage.json", {**budget.to_dict(), "seconds": timings})
-    summary = _summary(rows, drops + drops2, budget, timings, config, out)
-    atomic_write_jsonl(out / "augmented.jsonl", rows)
+    summary = {**_summary(rows if "relabel" in stages else selected, drops, budget, timings, config, out),
+               "stages": done}
+    if "relabel" in stages:
+        atomic_write_jsonl(out / "augmented.jsonl", rows)
     atomic_write_json(out / "summary.json", summary)
     _log_skipped(summary["llm"], out)
-    return AugmentResult(out, rows, [asdict(e) for e in split.seeds], summary)
+    return AugmentResult(out, rows if "relabel" in stages else selected, [asdict(e) for e in split.seeds], summary)
 
 
 def _log_skipped(llm: dict, out: Path) -> None:
@@ -108,7 +124,7 @@ def _start_run_folder(out: Path, dataset: Dataset, split: FewShotSplit, config: 
     """Write the run's inputs, or check that an existing folder was made by the same settings."""
     record = {"dataset": dataset.name, "dataset_source": dataset.source, "labels": dataset.labels,
               "augment": config.fingerprint(), "lm": handle.describe(),
-              "programs": str(programs) if programs else None}
+              "programs": programs_identity(programs)}
     config_path = out / "config.json"
     if config_path.exists():
         _check_same_run(read_json(config_path), record, config_path)
@@ -143,7 +159,7 @@ def _comparable(key: str, value: Any) -> Any:
 def _summary(rows: list[dict], drops: list[tuple[str, str]], budget: Budget, timings: dict,
              config: AugmentConfig, out: Path) -> dict:
     per_class = Counter(r["generated_for"] for r in rows)
-    relabeled = sum(r["relabeled"] for r in rows)
+    relabeled = sum(r.get("relabeled", False) for r in rows)
     journals = [out / name for name in JOURNALS]
     return {"kept": len(rows), "kept_per_class": dict(per_class),
             "dropped": dict(Counter(reason for _, reason in drops)),
