@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
 import dspy
@@ -13,7 +15,7 @@ from promptmix_dspy.llm.adapters import PromptMixAdapter
 from promptmix_dspy.llm.settings import LMHandle
 from promptmix_dspy.pipeline.augment import RunMismatch, run_augment
 from promptmix_dspy.pipeline.config import AugmentConfig
-from promptmix_dspy.testing import ConcurrencyProbe, RuleResponder, distinct_words, scripted_lm
+from promptmix_dspy.testing import ConcurrencyProbe, RuleResponder, distinct_words, numbered, parse_fields, scripted_lm
 
 LABELS = ["weather", "sports", "music"]
 
@@ -173,3 +175,47 @@ def test_an_embedded_run_resumes_on_the_new_servers_port_and_other_lms_are_refus
     _run(tmp_path, "remote", handle=handle("http://host-a/v1", embedded=False))
     with pytest.raises(RunMismatch, match="host-b"):
         _run(tmp_path, "remote", handle=handle("http://host-b/v1", embedded=False))
+
+
+def test_a_written_description_its_seeds_do_not_fit_is_written_again(tmp_path):
+    """The LM first describes 'weather' as sports; with those cards alone the relabeler puts the sports seeds in
+    weather, so weather (which took them) and sports (which lost them) are described again; what fits is kept."""
+    asked: Counter = Counter()
+
+    def describe(fields: dict) -> str:
+        asked[fields["class_name"]] += 1
+        wrong = fields["class_name"] == "weather" and asked["weather"] == 1
+        return "texts about sports" if wrong else f"texts about {fields['class_name']}"
+
+    def by_description(messages: list[dict], params: dict) -> str:
+        fields = parse_fields(messages[0]["content"])
+        if "candidate_classes" in fields and "Examples" not in messages[0]["content"] and len(messages) == 2:
+            cards = re.findall(r"^- (\w+): texts about (\w+)", fields["candidate_classes"], re.M)
+            texts = numbered(parse_fields(messages[-1]["content"])["texts"])
+            answer = {str(i): next((c for c, topic in cards if topic in t), cards[0][0]) for i, t in
+                      enumerate(texts, 1)}
+            return json.dumps({"classes_for_texts": answer})
+        return RuleResponder(generate=_prompt_texts, relabel=_relabel_by_keyword, describe=describe)(messages,
+                                                                                                   params)
+
+    _run(tmp_path, handle=_handle(by_description), ds=_dataset(descriptions=False))
+    assert json.loads((tmp_path / "run" / "descriptions.json").read_text()) == {
+        lab: f"texts about {lab}" for lab in LABELS}
+    rows = {r["label"]: r for r in _read(tmp_path / "run" / "descriptions.jsonl")}
+    assert [(v["seeds_right"], v["stolen"]) for v in rows["weather"]["versions"]] == [(2, 2), (2, 0)]
+    assert asked["weather"] == asked["sports"] == 2 and asked["music"] == 1  # music fit: not described again
+
+
+def test_a_dataset_without_a_task_gets_one_written_by_the_lm_and_a_given_one_is_used_as_is(tmp_path):
+    handle = _handle()
+    _run(tmp_path, handle=handle)
+    task = json.loads((tmp_path / "run" / "task.json").read_text())
+    assert task == {"task": "The texts are short messages, classified by topic.", "source": "written by the LM"}
+    generation = next(r for r in handle.lm.requests if "num_texts" in r["messages"][-1]["content"])
+    assert generation["messages"][0]["content"].startswith(task["task"])
+    given = _dataset()
+    given.task = "The texts are forecasts, scores and songs."
+    handle = _handle()
+    _run(tmp_path, "given", handle=handle, ds=given)
+    assert json.loads((tmp_path / "given" / "task.json").read_text())["source"] == "given"
+    assert all(r["messages"][0]["content"].startswith(given.task) for r in handle.lm.requests)

@@ -75,3 +75,27 @@ def test_describe_command(tmp_path, data_dir):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "descriptions.json").read_text()) == {
         "objective": "texts about objective", "subjective": "texts about subjective"}
+
+
+def test_a_flag_given_with_its_default_value_still_overrides_the_spec(tmp_path, data_dir):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('dataset = "trec6"\nmethod = "llm"\nthreads = 1\nteacher_test_limit = 2\n'
+                    '[lm]\nmax_tokens = 512\n')
+    with ScriptedServer() as server:
+        proc = _promptmix("run", "--config", str(spec), "--data-dir", str(data_dir), "--max-tokens", "256",
+                          "--threads", "4", "--lm", "hosted_vllm/scripted", "--api-base", server.base_url,
+                          "--out", str(tmp_path / "run"))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert {r["max_tokens"] for r in server.requests} == {256}  # 256 is the default, and it was given
+    config = json.loads((tmp_path / "run" / "experiment.json").read_text())["spec"]
+    assert config["lm"]["max_tokens"] == 256
+
+
+def test_options_that_were_not_given_keep_the_specs_values():
+    from promptmix_dspy.cli.options import BudgetOptions, LMOptions, SpecOptions
+
+    lm, budget = LMOptions(max_tokens=256, server_parallel=2), BudgetOptions(threads=4)
+    assert lm.fields() == {"max_tokens": 256, "server_parallel": 2}
+    assert SpecOptions().overrides(LMOptions(), BudgetOptions()) == {}
+    assert SpecOptions(per_class=10).overrides(lm, budget) == {"per_class": 10, "threads": 4,
+                                                               "lm": {"max_tokens": 256, "server_parallel": 2}}

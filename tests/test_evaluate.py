@@ -69,7 +69,6 @@ def test_write_report_writes_json_markdown_and_png(tmp_path):
 
 
 def test_evaluate_model_scores_a_trained_student(tmp_path):
-    pytest.importorskip("torch")
     from student_fixtures import LABELS, make_examples, make_tiny_bert
 
     from promptmix_dspy.student.model import predict

@@ -222,3 +222,71 @@ def test_cli_bench_and_run(tmp_path, tiny_bert, dataset_dir, server):
     assert run.exit_code == 0, run.output
     row = json.loads((tmp_path / "r" / "result.json").read_text())
     assert (row["method"], row["seed"]) == ("baseline", 1) and "accuracy" in run.output
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a cell is reused only when everything that made it matches; budgets; checks before the first call
+
+
+def test_a_rerun_with_other_settings_stops_with_the_difference_and_force_redoes_it(tmp_path, tiny_bert, dataset_dir,
+                                                                                   server):
+    base = _base(tiny_bert, server)
+    first = run_grid(GridSpec([str(dataset_dir)], ["a2"], [0], base), tmp_path / "g")
+    other = GridSpec([str(dataset_dir)], ["a2"], [0], {**base, "per_class": PER_CLASS + 1})
+    with pytest.raises(SpecMismatch, match="per_class: 3 -> 4"):
+        run_grid(other, tmp_path / "g")
+    sent = len(server.requests)
+    redone = run_grid(other, tmp_path / "g", force=True)
+    assert len(server.requests) > sent and redone[0]["config"]["per_class"] == PER_CLASS + 1
+    assert first[0]["config"]["per_class"] == PER_CLASS
+
+
+def test_a_new_cell_never_reuses_a_generation_made_with_another_lm(tmp_path, tiny_bert, dataset_dir, server):
+    base = _base(tiny_bert, server)
+    run_grid(GridSpec([str(dataset_dir)], ["a1"], [0], base), tmp_path / "g")
+    other_lm = {**base, "lm": {**base["lm"], "model": "hosted_vllm/another"}}
+    with pytest.raises(SpecMismatch, match="generation made with other settings.*another"):
+        run_grid(GridSpec([str(dataset_dir)], ["a2"], [0], other_lm), tmp_path / "g")
+
+
+def test_a1_trains_on_the_generation_alone_and_pays_for_no_relabeling(tmp_path, tiny_bert, dataset_dir):
+    def relabel(text, candidates):  # the relabeler fails on every text generated for HUM
+        return "nonsense" if text.startswith("a HUM") else candidates[0]
+
+    with ScriptedServer(RuleResponder(relabel=relabel)) as srv:
+        base = {**_base(tiny_bert, srv), "attempts": 1}
+        a1 = run_grid(GridSpec([str(dataset_dir)], ["a1"], [0], base), tmp_path / "g")[0]
+        assert _kinds(srv.requests) == {"texts": len(LABELS)}  # no relabel call for an a1-only grid
+        a2 = run_grid(GridSpec([str(dataset_dir)], ["a1", "a2"], [0], base), tmp_path / "g")[1]
+    assert a1["train_rows"] == 2 * len(LABELS) + PER_CLASS * len(LABELS)  # HUM's texts are in a1
+    assert a2["train_rows"] == 2 * len(LABELS) + PER_CLASS * (len(LABELS) - 1)  # and dropped from a2
+
+
+def test_max_cost_stops_a_paid_grid_and_holds_across_resumed_runs(tmp_path, tiny_bert, dataset_dir, server,
+                                                                  monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")  # the scripted server checks none
+    base = {**_base(tiny_bert, server), "lm": {"model": "openai/gpt-4o-mini", "api_base": server.base_url,
+                                                 "cache": False}, "max_cost": 0.0001}
+    grid = GridSpec([str(dataset_dir)], ["a2", "llm"], [0, 1], base)
+    from promptmix_dspy.llm.runner import RunStopped
+
+    with pytest.raises(RunStopped, match="max-cost"):
+        run_grid(grid, tmp_path / "g")
+    sent = len(server.requests)
+    with pytest.raises(RunStopped, match="max-cost|already spent"):
+        run_grid(grid, tmp_path / "g")  # resumed: what was spent counts, so no new cell starts paying
+    assert len(server.requests) - sent <= 1
+    from promptmix_dspy.experiments.grid import spent
+
+    assert spent([p for p in (tmp_path / "g").rglob("*") if p.is_dir()]) >= 0.0001
+
+
+def test_a_missing_test_split_is_noticed_before_any_llm_call(tmp_path, tiny_bert, server):
+    folder = tmp_path / "notest"
+    folder.mkdir()
+    rows = [{"text": ex.text, "label": ex.label} for ex in make_examples(12, 0)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = ExperimentSpec(dataset=str(folder), method="a2", **_base(tiny_bert, server))
+    with pytest.raises(ValueError, match="no labelled test split"):
+        run_experiment(spec, tmp_path / "run")
+    assert server.requests == []

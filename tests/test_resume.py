@@ -200,3 +200,43 @@ def test_a_restarted_embedded_server_reuses_cached_answers_another_model_does_no
         assert ask(two, "llama.cpp:model.gguf:100:smollm2:4096") == first and not two.requests
         ask(two, "llama.cpp:other.gguf:200:smollm2:4096")
         assert len(two.requests) == 1
+
+
+class InterruptAfter:
+    """Answers like ``healthy()``, each answer taking ``delay`` seconds; when request ``n`` arrives it sends the
+    client SIGINT (Ctrl-C), so the requests then in flight are still answered after the interrupt."""
+
+    def __init__(self, n: int, delay: float = 1.0):
+        self.n, self.delay, self.inner, self.count = n, delay, healthy(), 0
+        self.pid: int | None = None
+        self.started, self._lock = threading.Event(), threading.Lock()
+
+    def __call__(self, messages: list[dict], params: dict) -> str | Fault:
+        self.started.wait(30)
+        with self._lock:
+            self.count += 1
+            interrupt = self.count == self.n
+        if interrupt:
+            os.kill(self.pid, signal.SIGINT)
+        return Fault(delay=self.delay, content=self.inner(messages, params))
+
+
+def test_ctrl_c_journals_the_calls_in_flight_and_the_resumed_run_repeats_none(tmp_path, data_dir, env,
+                                                                              uninterrupted):
+    reference, total_requests = uninterrupted
+    responder = InterruptAfter(n=8)
+    with ScriptedServer(responder) as server:
+        cmd = command(tmp_path / "run", server, data_dir)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        responder.pid = proc.pid
+        responder.started.set()
+        _, stderr = proc.communicate(timeout=600)
+        answered = len(server.requests)
+        assert proc.returncode == 130, stderr[-2000:]
+        assert "saving the 4 call(s) in flight" in stderr and "run the same command to resume" in stderr
+        assert finished_units(tmp_path / "run") == answered  # the 4 answered after Ctrl-C were kept
+        server.responder = healthy()
+        resumed = run_cli(cmd, env)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert len(server.requests) == total_requests  # the resumed run asked only for what was never answered
+    assert (tmp_path / "run" / "augmented.jsonl").read_bytes() == reference

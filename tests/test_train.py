@@ -8,9 +8,7 @@ import os
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("accelerate")
+import torch  # noqa: E402, F401  a core dependency: a broken install must fail here, not skip
 
 from student_fixtures import LABELS, make_examples, make_tiny_bert  # noqa: E402
 

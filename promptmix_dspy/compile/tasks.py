@@ -67,8 +67,6 @@ class HoldOutRelabeler(Relabeler):
         self._selectors: dict[str, CandidateSelector] = {}
 
     def _candidates(self, batch: list[str]) -> list[str]:
-        if len(batch) == 1:
-            return self._selector_for(batch[0])(batch[0])
         wanted = {name for text in batch for name in self._selector_for(text)(text)}
         return [label for label in self.selector.labels if label in wanted]
 

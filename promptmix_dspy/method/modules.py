@@ -167,7 +167,8 @@ class Relabeler(dspy.Module):
         return out
 
     def _candidates(self, batch: list[str]) -> list[str]:
-        return self.selector(batch[0]) if len(batch) == 1 else self.selector.for_batch(batch)
+        """The texts' top-k classes in the dataset's label order: the same set, the same prompt prefix."""
+        return self.selector.for_batch(batch)
 
     def _cards(self, names: list[str], batch: list[str]) -> list[ClassCard]:
         return [self.cards[n] for n in names]

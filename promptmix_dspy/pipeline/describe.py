@@ -1,9 +1,9 @@
 """The describe step: the class cards and the task description a run's prompts show, journaled.
 
 A description or task the dataset gives is used as is. What the LM writes is checked against the seeds it was
-written from: with the written descriptions alone (no examples, no worked example), the relabeler must give
-each seed of a class that class; a class whose seeds it does not is described again (warmer samples, up to
-``attempts`` in all) and the version that placed the most of its seeds is kept. The check's outcome is in
+written from: with the descriptions alone (no examples, no worked example), the relabeler must give each seed
+its own class; a written class that loses one of its seeds, or takes another class's, is described again
+(warmer samples, up to ``attempts`` in all), and the version that fit best is kept. The check's outcome is in
 descriptions.jsonl.
 """
 
@@ -95,24 +95,27 @@ def _write(split: FewShotSplit, labels: list[str], round_no: int, config: Augmen
 
 def _misfits(split: FewShotSplit, given: dict, written: list[str], journal: Journal, config: AugmentConfig,
              handle: LMHandle, budget: Budget, task: str | None, round_no: int) -> list[str]:
-    """The written classes whose seeds the relabeler, shown only the descriptions, puts elsewhere."""
+    """The written classes that do not fit their seeds: shown only the descriptions, the relabeler puts one of
+    their seeds elsewhere, or puts another class's seed in them (a description too broad or plainly wrong)."""
     texts = {label: (journal.get(label) or {}).get("description") for label in split.labels}
-    seeds = [e for e in split.seeds if e.label in written and texts.get(e.label)]
-    if not seeds:
+    seeds = [e for e in split.seeds if texts.get(e.label) or e.label in given]
+    if not any(e.label in written for e in seeds):
         return []
     placed = _placed(split, given, texts, [e.text for e in seeds], journal, config, handle, budget, task, round_no)
     misfits = []
     for label in written:
         mine = [e.text for e in seeds if e.label == label]
         right = sum(placed.get(t) == label for t in mine)
+        stolen = sum(placed.get(e.text) == label for e in seeds if e.label != label)
         row = journal.get(label) or {}
-        version = {"description": row.get("description"), "seeds_right": right, "seeds": len(mine)}
+        version = {"description": row.get("description"), "seeds_right": right, "seeds": len(mine),
+                   "stolen": stolen}
         if version not in row.get("versions", []):
             journal.append({**row, "versions": [*row.get("versions", []), version], "usage": {}})
-        if right < len(mine):
+        if right < len(mine) or stolen:
             misfits.append(label)
     if misfits:
-        logger.info("the descriptions written for %s do not fit their seeds: writing them again", misfits)
+        logger.info("the descriptions written for %s do not fit the seeds: writing them again", misfits)
     return misfits
 
 
@@ -137,11 +140,12 @@ def _placed(split: FewShotSplit, given: dict, texts: dict, seed_texts: list[str]
 
 
 def _best(journal: Journal, label: str) -> str:
-    """The written version that placed the most of its seeds (the latest on a tie), else the class name."""
+    """The written version that fit the seeds best (its seeds placed in it, less others' seeds taken; the latest
+    on a tie), else the class name."""
     row = journal.get(label) or {}
     versions = [v for v in row.get("versions", []) if v.get("description")]
     if versions:
-        return max(reversed(versions), key=lambda v: v["seeds_right"])["description"]
+        return max(reversed(versions), key=lambda v: v["seeds_right"] - v.get("stolen", 0))["description"]
     if row.get("description"):
         return row["description"]
     logger.warning("no description for class %r (the LM call failed): using its name", label)
