@@ -67,12 +67,15 @@ class RuleResponder:
     relabel: (text, candidates) -> label, for each text asked about; default picks the candidate whose name
     occurs in the text, else the first candidate. generate: (fields, call_number) -> texts; default writes
     num_texts distinct texts naming the majority (and minority) class. describe: (fields) -> sentence.
+    propose: (output field, fields) -> text, for any other prompt (an optimizer's own: MIPROv2's instruction
+    proposals and data summaries, GEPA's reflection); default a plain sentence.
     ``fields`` holds every ``[[ ## name ## ]]`` block of the prompt (system and last user message).
     """
 
     relabel: Callable[[str, list[str]], str] | None = None
     generate: Callable[[dict, int], list[str]] | None = None
     describe: Callable[[dict], str] | None = None
+    propose: Callable[[str, dict], str] | None = None
     calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -91,7 +94,7 @@ class RuleResponder:
             return json.dumps({"description": (self.describe or _default_describe)(fields)})
         if "task" in outputs:
             return json.dumps({"task": "The texts are short messages, classified by topic."})
-        return json.dumps({name: "" for name in outputs})
+        return json.dumps({name: (self.propose or _default_propose)(name, fields) for name in outputs})
 
     def _relabel(self, fields: dict) -> dict[str, str]:
         candidates = candidate_names(fields["candidate_classes"])
@@ -133,6 +136,10 @@ def stable_generate(fields: dict, n: int) -> list[str]:
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:6]
     minority = fields.get("minority_class", "none")
     return [f"a {fields['majority_class']} text mixing {minority}: {distinct_words(f'{tag}-{i}')}" for i in range(k)]
+
+
+def _default_propose(name: str, fields: dict) -> str:
+    return f"A {name.replace('_', ' ')} written by the scripted LM."
 
 
 def _default_describe(fields: dict) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dspy
 import pytest
 
-from promptmix_dspy.compile.metrics import GeneratorMetric, is_near_copy, relabel_accuracy
+from promptmix_dspy.compile.metrics import GeneratorMetric, relabel_accuracy
+from promptmix_dspy.method.cleanup import is_near_copy
 
 SEEDS = ["what time does the match start tonight", "who won the cup final last year"]
 

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from promptmix_dspy.llm.models import (LOCAL_MODELS, LocalModel, ModelFileError, assemble, model_file, model_status,
-                                       resolve_local_model)
+from promptmix_dspy.llm.models import (
+    LOCAL_MODELS,
+    LocalModel,
+    ModelFileError,
+    assemble,
+    model_file,
+    model_status,
+    resolve_local_model,
+)
 
 PARTS = [b"GGUF" + b"a" * 1000, b"b" * 1500, b"c" * 700]
 

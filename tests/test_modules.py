@@ -10,8 +10,14 @@ import pytest
 
 from promptmix_dspy.llm.adapters import LlamaCppAdapter, PromptMixAdapter, label_mappings, nearest_label, output_schema
 from promptmix_dspy.method.candidates import CandidateSelector, SentenceEncoder, plan_batches
-from promptmix_dspy.method.modules import (BorderlineGenerator, ClassDescriber, PromptMix, Relabeler, seed_demo,
-                                           share_phrase)
+from promptmix_dspy.method.modules import (
+    BorderlineGenerator,
+    ClassDescriber,
+    PromptMix,
+    Relabeler,
+    seed_demo,
+    share_phrase,
+)
 from promptmix_dspy.method.signatures import ClassCard, GenerateBorderlineExamples, relabel_signature_for
 from promptmix_dspy.testing import RuleResponder, candidate_names, numbered, parse_fields, scripted_lm
 

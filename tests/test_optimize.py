@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import dspy
 import pytest
 
-from promptmix_dspy.compile.optimize import CompileConfig, class_cards, compile_programs
+from promptmix_dspy.compile.config import CompileConfig
+from promptmix_dspy.compile.optimize import class_cards, compile_programs
 from promptmix_dspy.compile.optimizers import OPTIMIZERS, parse_settings
 from promptmix_dspy.data.fewshot import few_shot_split
 from promptmix_dspy.data.types import Dataset, Example
@@ -19,8 +21,16 @@ from promptmix_dspy.llm.adapters import PromptMixAdapter
 from promptmix_dspy.llm.settings import LMHandle
 from promptmix_dspy.method.modules import PromptMix
 from promptmix_dspy.method.programs import load_compiled, read_meta
-from promptmix_dspy.testing import (ConcurrencyProbe, RuleResponder, ScriptedServer, candidate_names, distinct_words,
-                                    numbered, parse_fields, scripted_lm)
+from promptmix_dspy.testing import (
+    ConcurrencyProbe,
+    RuleResponder,
+    ScriptedServer,
+    candidate_names,
+    distinct_words,
+    numbered,
+    parse_fields,
+    scripted_lm,
+)
 
 LABELS = ["weather", "sports", "music"]
 SMALL = {  # budgets that keep every optimizer to a few dozen scripted calls
@@ -80,64 +90,125 @@ def _fresh(handle: LMHandle, ds: Dataset | None = None) -> PromptMix:
     return PromptMix(class_cards(few_shot_split(ds, 2, 0), handle))
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_every_optimizer_compiles_saves_and_loads(tmp_path, name):
-    handle = _handle()
-    reflection = _reflection_lm() if OPTIMIZERS[name].needs_reflection_lm else None
-    results = compile_programs(_dataset(), tmp_path, _config(name), handle, reflection_lm=reflection)
-    meta = read_meta(tmp_path)
-    assert set(results) == {"relabeler", "generator"} == set(meta["programs"])
-    assert meta["labels"] == LABELS and meta["dspy_version"] == dspy.__version__
-    for prog in meta["programs"].values():
-        assert prog["optimizer"] == name and prog["lm"]["model"] == "openai/scripted"
-        assert (tmp_path / prog["file"]).exists() and not list(tmp_path.glob("*.pkl"))
-    # the rule LM labels every seed and every generated text right, before and after
-    assert results["relabeler"].dev_before == results["relabeler"].dev_after == 1.0
-    assert results["generator"].dev_before == 1.0
-    load_compiled(_fresh(handle), tmp_path, LABELS)
+# ----------------------------------------------------------------------------------------------------------
+# every optimizer must do something: a scripted LM that is right only when compiling taught it
 
 
-def test_gepa_rewrites_the_instruction_and_the_saved_program_uses_it(tmp_path):
-    handle = _handle(_picky)
-    config = CompileConfig(optimizer="gepa", program="relabeler", settings={"max_metric_calls": 40}, top_k=3)
-    result = compile_programs(_dataset(), tmp_path, config, handle, reflection_lm=_reflection_lm())["relabeler"]
-    assert (result.dev_before, result.dev_after) == (0.0, 1.0)
-    program = _fresh(handle)
-    load_compiled(program, tmp_path, LABELS)
+HARD = "hard"
+TRIGGER = "NEVER REPEAT"  # what the scripted proposer and reflection LM put in the instructions they write
+
+
+def _two_seed_dataset() -> Dataset:
+    """Two texts per class, so both are seeds: one easy, one hard."""
+    train = [Example(text, lab) for lab in LABELS for text in (f"a {lab} example", f"a {HARD} {lab} case")]
+    return Dataset("toy2", LABELS, train, [], {lab: f"texts about {lab}" for lab in LABELS},
+                   task="The texts are short messages, classified by topic.")
+
+
+def _compiled_demos(messages: list[dict]) -> bool:
+    """More user turns than the uncompiled relabeler's one worked example and the request."""
+    return sum(m["role"] == "user" for m in messages) > 2
+
+
+def _propose(name: str, fields: dict) -> str:
+    return f"Read the class cards carefully and label every text. {TRIGGER}: write new texts on new topics."
+
+
+def _teachable(messages: list[dict], params: dict) -> str:
+    """Labels easy texts right; a hard one only with compiled demos, or an instruction that says 'carefully'.
+    Writes copies of the cards' examples, unless it sees demos or an instruction with the TRIGGER."""
+    system = messages[0]["content"]
+    taught = _compiled_demos(messages) or "carefully" in system
+    answer = json.loads(RuleResponder(generate=_generate, propose=_propose)(messages, params))
+    if "classes_for_texts" in answer and not taught:
+        texts = numbered(parse_fields(messages[-1]["content"])["texts"])
+        wrong = _wrong(messages, answer["classes_for_texts"])
+        answer["classes_for_texts"] = {k: wrong[k] if HARD in texts[int(k) - 1] else v
+                                       for k, v in answer["classes_for_texts"].items()}
+    if "texts" in answer and not (len(messages) > 2 or TRIGGER in system):
+        examples = re.findall(r'"([^"]+)"', system.split("[[ ## class_cards ## ]]", 1)[-1])
+        answer["texts"] = (examples * 3)[:len(answer["texts"])]  # seed copies: clean-up drops every one
+    return json.dumps(answer)
+
+
+def _reflection(messages: list[dict], params: dict) -> str:
+    return json.dumps({"new_instruction": _propose("new_instruction", {})})
+
+
+@pytest.mark.parametrize("name", ["labeled", "bootstrap", "random-search", "mipro", "gepa"])
+def test_every_optimizer_compiles_a_better_relabeler_that_reloads_to_the_same_outputs(tmp_path, name):
+    handle = _handle(_teachable)
+    reflection = scripted_lm(_reflection) if OPTIMIZERS[name].needs_reflection_lm else None
+    config = CompileConfig(optimizer=name, program="relabeler", settings=SMALL[name], top_k=3, num_threads=1)
+    result = compile_programs(_two_seed_dataset(), tmp_path, config, handle, reflection_lm=reflection)["relabeler"]
+    assert (result.dev_before, result.kept) == (0.5, "compiled")  # LOO: the easy seeds right, the hard wrong
+    assert result.dev_after == 1.0 and result.tried == {name: 1.0}
+    meta = read_meta(tmp_path)["programs"]["relabeler"]
+    assert (meta["optimizer"], meta["dev_before"], meta["dev_after"]) == (name, 0.5, 1.0)
+    loaded = PromptMix(class_cards(few_shot_split(_two_seed_dataset(), 2, 0), handle),
+                       task=_two_seed_dataset().task)
+    load_compiled(loaded, tmp_path, LABELS)
+    probe = [f"a {HARD} music case, new", f"a {HARD} sports case, new"]
     with handle.context():
-        assert program.relabeler(text="a music tune").label == "music"
-    assert "carefully" in handle.lm.requests[-1]["messages"][0]["content"]
+        assert [loaded.relabeler(text=t).label for t in probe] == ["music", "sports"]
+        assert [result.program(text=t).label for t in probe] == ["music", "sports"]
+    uncompiled = PromptMix(list(loaded.cards.values()), task=_two_seed_dataset().task)
+    with handle.context():
+        assert [uncompiled.relabeler(text=t).label for t in probe] != ["music", "sports"]
+
+
+@pytest.mark.parametrize("name", ["labeled", "mipro", "gepa"])
+def test_a_generator_that_copies_seeds_is_compiled_into_one_that_writes_new_texts(tmp_path, name):
+    handle = _handle(_teachable)
+    reflection = scripted_lm(_reflection) if OPTIMIZERS[name].needs_reflection_lm else None
+    config = CompileConfig(optimizer=name, program="generator", settings=SMALL[name], top_k=3, group_size=3,
+                           num_threads=1)
+    result = compile_programs(_dataset(), tmp_path, config, handle, reflection_lm=reflection)["generator"]
+    assert result.dev_before == 0.0 and result.dev_after > 0.5 and result.kept == "compiled"
+    loaded = _fresh(handle)
+    load_compiled(loaded, tmp_path, LABELS)
+    cards = list(loaded.cards.values())
+    call = dict(class_cards=cards, majority_class="music", minority_class="sports", majority_share=0.8, num_texts=2)
+    with handle.context():
+        assert loaded.generator(**call).texts == result.program(**call).texts
+        assert len(loaded.generator(**call).texts) == 2 and _fresh(handle).generator(**call).texts == []
+
+
+def test_several_optimizers_are_tried_and_the_best_on_dev_is_kept(tmp_path):
+    handle = _handle(_teachable)
+    config = CompileConfig(optimizer="labeled,bootstrap", program="relabeler", top_k=3, num_threads=1,
+                           settings={"k": 1, "max_bootstrapped_demos": 1, "max_labeled_demos": 0})
+    result = compile_programs(_two_seed_dataset(), tmp_path, config, handle)["relabeler"]
+    assert set(result.tried) == {"labeled", "bootstrap"} and result.optimizer == max(result.tried,
+                                                                                     key=result.tried.get)
+    assert read_meta(tmp_path)["programs"]["relabeler"]["tried"] == result.tried
+
+
+def test_the_held_out_candidates_leave_the_scored_seed_out_of_the_centroids(tmp_path, monkeypatch):
+    """top_k < number of classes: the candidates of a seed being scored are chosen without that seed."""
+    from promptmix_dspy.compile import tasks
+
+    built = []
+    real = tasks.CandidateSelector
+
+    def recording(seeds_by_label, encoder=None, top_k=5):
+        built.append({label: list(texts) for label, texts in seeds_by_label.items()})
+        return real(seeds_by_label, encoder, top_k)
+
+    monkeypatch.setattr(tasks, "CandidateSelector", recording)
+    ds = _dataset(["weather", "sports", "music", "politics"])
+    config = CompileConfig(optimizer="labeled", program="relabeler", top_k=2, num_threads=1)
+    compile_programs(ds, tmp_path, config, _handle())
+    seeds = {e.text for e in few_shot_split(ds, 2, 0).seeds}
+    assert len(built) == len(seeds)  # one held-out selector per scored seed
+    for held_out in built:
+        missing = seeds - {t for texts in held_out.values() for t in texts}
+        assert len(missing) == 1  # exactly the seed being scored is left out
 
 
 def test_gepa_without_a_reflection_lm_is_refused(tmp_path):
     with pytest.raises(ValueError, match="reflection LM"):
         compile_programs(_dataset(), tmp_path, _config("gepa"), _handle())
-
-
-def _run_both(program: PromptMix, handle: LMHandle) -> tuple[list, list]:
-    """The relabeler's and the generator's outputs on fixed inputs, and the prompts they sent."""
-    start = len(handle.lm.requests)
-    cards = list(program.cards.values())
-    with handle.context():
-        labels = [program.relabeler(text=t).label for t in ("sports news today", "a weather report")]
-        texts = program.generator(class_cards=cards, majority_class="music", minority_class="sports",
-                                  majority_share=0.8, num_texts=2).texts
-    return [labels, texts], [r["messages"] for r in handle.lm.requests[start:]]
-
-
-def test_a_loaded_program_gives_the_same_demos_prompts_and_outputs(tmp_path):
-    handle = _handle(RuleResponder(generate=_stable))
-    results = compile_programs(_dataset(), tmp_path, _config("bootstrap"), handle)
-    compiled = _fresh(handle)
-    compiled.relabeler.relabel.demos = results["relabeler"].program.relabel.demos
-    compiled.generator = results["generator"].program
-    loaded = _fresh(handle)
-    load_compiled(loaded, tmp_path, LABELS)
-    for name in ("relabeler", "generator"):
-        before = getattr(compiled, name).dump_state()
-        assert before == getattr(loaded, name).dump_state()
-        assert len(next(iter(before.values()))["demos"]) >= 2  # demos were bootstrapped and survived the trip
-    assert _run_both(compiled, handle) == _run_both(loaded, handle)
 
 
 @pytest.mark.parametrize("optimizer,compact", [("labeled", True), ("bootstrap", False)])
@@ -204,7 +275,7 @@ def test_settings_pass_through_and_unknown_ones_fail():
                                                                              "auto2": None, "x": 0.5}
     resolved = OPTIMIZERS["mipro"].resolve({"num_candidates": 3, "num_trials": 5}, valset_size=6, seed=7)
     assert resolved["auto"] is None and resolved["minibatch_size"] == 6 and resolved["seed"] == 7
-    with pytest.raises(ValueError, match="does not take"):
+    with pytest.raises(ValueError, match="taken by none of|does not take"):
         CompileConfig(optimizer="labeled", settings={"max_bootstrapped_demos": 2})
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_settings(["k"])
@@ -237,7 +308,7 @@ def test_cli_compile_then_augment_with_the_programs(tmp_path):
         used = _cli("augment", *common, *lm, "--per-class", "2", "--group-size", "3", "--programs",
                     str(programs), "--out", str(tmp_path / "run"))
     assert made.returncode == 0, made.stderr[-2000:]
-    assert "relabeler: bootstrap, dev label accuracy (leave-one-out, n=6) 1.000 -> 1.000" in made.stdout
+    assert "relabeler: dev label accuracy (leave-one-out, n=6) uncompiled 1.000; bootstrap 1.000" in made.stdout
     assert used.returncode == 0, used.stderr[-2000:]
     assert "using the compiled relabeler" in used.stderr and "kept 6 examples" in used.stdout
     assert all(SECRET not in f.read_text() for f in programs.iterdir())  # the key was used, never saved

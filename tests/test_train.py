@@ -9,7 +9,6 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402, F401  a core dependency: a broken install must fail here, not skip
-
 from student_fixtures import LABELS, make_examples, make_tiny_bert  # noqa: E402
 
 from promptmix_dspy.data.types import DataError, Example

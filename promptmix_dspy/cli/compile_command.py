@@ -34,7 +34,8 @@ class CompileOptions:
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the compiled programs (JSON) and meta.json.")]
     program: Annotated[Optional[str], typer.Option("--program", help="relabeler | generator | all (default).")] = None
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="labeled | bootstrap (default) | "
-                                                     "random-search | mipro | gepa.")] = None
+                         "random-search | mipro | gepa; several, comma-separated, are each tried and the best on "
+                         "dev is kept.")] = None
     opt: Annotated[list[str], typer.Option("--opt", help="Optimizer setting KEY=VALUE (JSON value), repeatable: "
                                            "--opt max_bootstrapped_demos=2 --opt auto=medium.")] = field(
         default_factory=list)
@@ -48,7 +49,7 @@ class CompileOptions:
     keep_worse: Annotated[bool, typer.Option("--keep-worse", help="Save a compiled program even when it scores "
                           "lower on dev than the uncompiled one (by default the uncompiled is saved).")] = False
     reflection_lm: Annotated[Optional[str], typer.Option("--reflection-lm", help="litellm model string of the LM "
-                             "that rewrites instructions (gepa only).")] = None
+                             "that rewrites instructions (gepa only); `same`: the LM being compiled.")] = None
     reflection_api_base: Annotated[Optional[str], typer.Option("--reflection-api-base", help="Endpoint URL for "
                                    "--reflection-lm.")] = None
 
@@ -65,21 +66,27 @@ def compile_programs(data: DataOptions, options: CompileOptions, lm: LMOptions, 
                      verbose: Verbose = False) -> None:
     """Optimize the relabeler and/or the generator against a dev split and save them for `augment --programs`."""
     setup_logging(verbose)
-    from promptmix_dspy.compile.optimize import CompileConfig, check_reflection_lm
+    from promptmix_dspy.compile.config import CompileConfig
+    from promptmix_dspy.compile.optimize import check_reflection_lm
     from promptmix_dspy.compile.optimize import compile_programs as run_compile
 
     with guarded(options.out, "every finished program"):
         extra = {k: v for k, v in dict(top_k=top_k, encoder=encoder, shots=shots, seed=seed).items() if v is not None}
-        config = CompileConfig(**options.config_fields(), **budget_fields(budget), **extra)
+        spend = budget_fields(budget)
+        if spend.pop("max_errors", None) is not None:
+            raise ValueError("compile takes no --max-errors: scoring stops by itself once half the dev calls fail")
+        config = CompileConfig(**options.config_fields(), **spend, **extra)
         check_reflection_lm(config, options.reflection_lm)
         settings, ds = lm.settings(), data.load()
         with contextlib.ExitStack() as stack:
-            reflection = _reflection_lm(stack, options, lm)
-            results = run_compile(ds, options.out, config, stack.enter_context(_open(settings)), reflection)
+            handle = stack.enter_context(_open(settings))
+            reflection = handle.lm if options.reflection_lm == "same" else _reflection_lm(stack, options, lm)
+            results = run_compile(ds, options.out, config, handle, reflection)
     for name, result in results.items():
-        typer.echo(f"{name}: {result.optimizer}, dev {result.metric} ({result.dev_mode}, n={result.dev_size}) "
-                   f"{result.dev_before:.3f} -> {result.dev_after:.3f} in {result.seconds:.0f}s; saved the "
-                   f"{result.kept} program")
+        tried = ", ".join(f"{k} {v:.3f}" for k, v in result.tried.items())
+        typer.echo(f"{name}: dev {result.metric} ({result.dev_mode}, n={result.dev_size}) uncompiled "
+                   f"{result.dev_before:.3f}; {tried}; best {result.optimizer}: {result.dev_before:.3f} -> "
+                   f"{result.dev_after:.3f} in {result.seconds:.0f}s; saved the {result.kept} program")
     typer.echo(f"wrote {options.out} (use: promptmix augment --programs {options.out} ...)")
 
 

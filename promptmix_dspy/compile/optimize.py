@@ -1,10 +1,11 @@
-"""Compile the relabeler and the generator with a DSPy optimizer; save and load them as JSON + meta.json.
+"""Compile the relabeler and the generator with DSPy optimizers; save them as JSON + meta.json.
 
-    from promptmix_dspy.compile.optimize import CompileConfig, compile_programs
+    from promptmix_dspy.compile.config import CompileConfig
+    from promptmix_dspy.compile.optimize import compile_programs
     with open_lm(LMSettings()) as handle:
-        results = compile_programs(load_dataset("trec6"), "programs/trec6", CompileConfig(optimizer="bootstrap"),
-                                   handle)
-    results["relabeler"].dev_before, results["relabeler"].dev_after
+        config = CompileConfig(optimizer="bootstrap,mipro")  # each is tried; the best on dev is kept
+        results = compile_programs(load_dataset("trec6"), "programs/trec6", config, handle)
+    results["relabeler"].dev_before, results["relabeler"].dev_after, results["relabeler"].tried
 
 A compiled folder holds ``relabeler.json`` and/or ``generator.json`` (DSPy's JSON state: demos and
 instructions, never pickle) and ``meta.json`` (labels, LM, optimizer and settings, dev mode, dev score before
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import dspy
 
+from promptmix_dspy.compile.config import CompileConfig, CompileResult
 from promptmix_dspy.compile.optimizers import get_optimizer
 from promptmix_dspy.compile.tasks import Task, generator_task, relabeler_task
 from promptmix_dspy.data.fewshot import FewShotSplit, few_shot_split
@@ -28,80 +30,21 @@ from promptmix_dspy.data.types import Dataset
 from promptmix_dspy.llm.settings import LMHandle
 from promptmix_dspy.method.candidates import CandidateSelector
 from promptmix_dspy.method.modules import ClassDescriber, Relabeler
-from promptmix_dspy.method.programs import META, PROGRAMS, check_labels, load_state, read_meta
+from promptmix_dspy.method.programs import META, check_labels, load_state, read_meta
 from promptmix_dspy.method.signatures import ClassCard
 from promptmix_dspy.store.files import atomic_write_json, now_iso, versions
 
-__all__ = ["CompileConfig", "CompileResult", "build_selector", "check_reflection_lm", "class_cards",
-           "compile_programs", "evaluate_program", "save_compiled"]
+__all__ = ["build_selector", "check_reflection_lm", "check_spending", "class_cards", "compile_programs",
+           "evaluate_program", "save_compiled"]
 
 logger = logging.getLogger(__name__)
 CARD_FIELDS = ("candidate_classes", "class_cards")
-_SECRET_HINTS = ("key", "token", "secret", "password")
 
 
-@dataclass
-class CompileConfig:
-    """What to compile and how. ``dev_per_class=0`` scores the relabeler leave-one-out over the seeds.
-
-    ``compact_demos`` drops the class cards from every demo: the prompt shows the cards already, and a demo
-    that repeats them costs hundreds of tokens (more than a small local model's context holds with 4 demos).
-    A compiled program that scores lower on dev than the uncompiled one is not kept unless ``keep_worse``.
-    """
-
-    program: str = "all"
-    optimizer: str = "bootstrap"
-    settings: dict[str, Any] = field(default_factory=dict)
-    shots: int = 2
-    seed: int = 0
-    dev_per_class: int = 0
-    top_k: int = 5
-    encoder: str | None = None
-    generator_calls: int = 2
-    generator_dev_calls: int = 1
-    texts_per_call: int = 3
-    group_size: int = 4
-    num_threads: int = 4
-    compact_demos: bool = True
-    keep_worse: bool = False
-
-    def __post_init__(self) -> None:
-        if self.program not in (*PROGRAMS, "all"):
-            raise ValueError(f"program must be one of {[*PROGRAMS, 'all']}, got {self.program!r}")
-        get_optimizer(self.optimizer).resolve(self.settings, valset_size=1)  # unknown settings fail now
-        for name in ("shots", "top_k", "generator_calls", "generator_dev_calls", "texts_per_call", "num_threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.dev_per_class < 0:
-            raise ValueError(f"dev_per_class must be >= 0, got {self.dev_per_class}")
-
-    @property
-    def programs(self) -> tuple[str, ...]:
-        return PROGRAMS if self.program == "all" else (self.program,)
 
 
-@dataclass
-class CompileResult:
-    name: str
-    program: dspy.Module
-    optimizer: str
-    settings: dict[str, Any]
-    dev_mode: str
-    dev_size: int
-    metric: str
-    dev_before: float
-    dev_after: float
-    seconds: float
-    compact_demos: bool = True
-    judge: str | None = None  # the generator's metric: which relabeler judged its texts
-    kept: str = "compiled"  # or "uncompiled": compiling lowered the dev score, so the original was kept
 
-    def record(self) -> dict[str, Any]:
-        """What meta.json says about this program (no module, no secrets)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("program", "settings")}
-        out = {k: v for k, v in out.items() if v is not None}
-        out["demos"] = {name: len(p.demos) for name, p in self.program.named_predictors()}
-        return {**out, "file": f"{self.name}.json", "settings": _public(self.settings)}
+
 
 
 def compile_programs(dataset: Dataset, out_dir: str | Path | None, config: CompileConfig, handle: LMHandle,
@@ -114,22 +57,31 @@ def compile_programs(dataset: Dataset, out_dir: str | Path | None, config: Compi
     check_reflection_lm(config, reflection_lm)
     if out_dir is not None and (Path(out_dir) / META).exists():  # fail before the LM work, not after
         check_labels(read_meta(out_dir).get("labels", []), dataset.labels, Path(out_dir))
+    if config.max_cost is not None and hasattr(handle.lm, "limit_spending"):
+        handle.lm.limit_spending(config.max_cost)
     split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
-    cards = class_cards(split, handle)
-    task_text = dataset.task
+    cards, task_text = class_cards(split, handle), dataset.task
     selector = build_selector(cards, config)
     results: dict[str, CompileResult] = {}
     if "relabeler" in config.programs:
-        results["relabeler"] = _compile(relabeler_task(split, cards, selector, task_text), config, handle, reflection_lm)
+        results["relabeler"] = _compile(relabeler_task(split, cards, selector, task_text), config, handle,
+                                        reflection_lm)
+        _save(out_dir, results, "relabeler", split, handle, reflection_lm, config)
     if "generator" in config.programs:
         judge, judged_by = _judge(Relabeler(cards, selector, task=task_text), results, out_dir)
         task = generator_task(split, cards, judge, calls_per_class=config.generator_calls,
                               dev_calls_per_class=config.generator_dev_calls,
                               texts_per_call=config.texts_per_call, group_size=config.group_size, task=task_text)
         results["generator"] = _compile(task, config, handle, reflection_lm, judge=judged_by)
-    if out_dir is not None:
-        save_compiled(out_dir, results, split, handle, reflection_lm, config)
+        _save(out_dir, results, "generator", split, handle, reflection_lm, config)
     return results
+
+
+def _save(out_dir: str | Path | None, results: dict[str, CompileResult], name: str, split: FewShotSplit,
+          handle: LMHandle, reflection_lm: Any, config: CompileConfig) -> None:
+    """Each program is saved as soon as it is compiled: a stop later (--max-cost, Ctrl-C) loses none."""
+    if out_dir is not None:
+        save_compiled(out_dir, {name: results[name]}, split, handle, reflection_lm, config)
 
 
 def _judge(judge: Relabeler, results: dict[str, CompileResult],
@@ -149,9 +101,11 @@ def _judge(judge: Relabeler, results: dict[str, CompileResult],
 
 
 def check_reflection_lm(config: CompileConfig, reflection_lm: Any) -> None:
-    if get_optimizer(config.optimizer).needs_reflection_lm and reflection_lm is None:
-        raise ValueError(f"optimizer {config.optimizer!r} needs a reflection LM (--reflection-lm MODEL): a "
-                         f"strong model that reads the metric's feedback and rewrites the instructions")
+    needs = [name for name in config.optimizers if get_optimizer(name).needs_reflection_lm]
+    if needs and reflection_lm is None:
+        raise ValueError(f"optimizer {needs[0]!r} needs a reflection LM (--reflection-lm MODEL, or `same` for the "
+                         f"LM being compiled): a model that reads the metric's feedback and rewrites the "
+                         f"instructions")
 
 
 def class_cards(split: FewShotSplit, handle: LMHandle) -> list[ClassCard]:
@@ -178,45 +132,70 @@ def build_selector(cards: list[ClassCard], config: CompileConfig) -> CandidateSe
 
 
 def evaluate_program(program: dspy.Module, devset: list[dspy.Example], metric: Any, handle: LMHandle,
-                     num_threads: int = 4) -> float:
-    """Mean metric over ``devset`` in [0, 1]. An example whose call fails scores 0; when half of them fail,
-    DSPy raises (a wrong endpoint or key should stop the run, not read as a score of 0)."""
+                     num_threads: int = 4, desc: str = "dev") -> float:
+    """Mean metric over ``devset`` in [0, 1], with a progress bar. An example whose call fails scores 0; when
+    half of them fail, DSPy raises (a wrong endpoint or key should stop the run, not read as a score of 0)."""
     if not devset:
         raise ValueError("cannot score a program on an empty dev set")
-    evaluate = dspy.Evaluate(devset=devset, metric=metric, num_threads=num_threads, display_progress=False,
+    logger.info("scoring %s on %d dev examples", desc, len(devset))
+    evaluate = dspy.Evaluate(devset=devset, metric=metric, num_threads=num_threads, display_progress=True,
                              max_errors=len(devset) // 2 + 1, provide_traceback=False)
     with handle.context():
         try:
-            return round(evaluate(program).score / 100.0, 4)
+            score = round(evaluate(program).score / 100.0, 4)
         except Exception as exc:  # DSPy's executor raises a bare Exception once max_errors is reached
+            check_spending(handle)
             raise RuntimeError(f"{len(devset) // 2 + 1} of {len(devset)} dev calls to {handle.model} failed (the "
                                f"errors are logged above): check --lm, --api-base and the API key") from exc
+    check_spending(handle)
+    return score
 
 
 def _compile(task: Task, config: CompileConfig, handle: LMHandle, reflection_lm: Any,
              judge: str | None = None) -> CompileResult:
-    spec = get_optimizer(config.optimizer)
-    logger.info("compiling the %s with %s (dev: %s, %d examples)", task.name, config.optimizer, task.dev_mode,
-                len(task.devset))
-    start = time.monotonic()
-    threads = handle.in_flight(config.num_threads)
-    before = evaluate_program(task.student, task.devset, task.metric, handle, threads)
-    with handle.context():
-        compiled = spec.run(task.student.deepcopy(), task.metric, trainset=task.trainset, valset=task.devset,
-                            labeled=task.labeled, settings=config.settings, num_threads=threads,
-                            seed=config.seed, reflection_lm=reflection_lm)
-    _tidy_demos(compiled, config.compact_demos)
-    after = evaluate_program(compiled, task.devset, task.metric, handle, threads)
-    logger.info("%s: dev %s %.3f -> %.3f", task.name, task.metric_name, before, after)
-    kept = "compiled"
+    """Score the uncompiled program, compile it with each optimizer asked for, keep the best on dev (the
+    uncompiled one when every compiled program scores lower, unless ``keep_worse``)."""
+    logger.info("compiling the %s with %s (dev: %s, %d examples)", task.name, ", ".join(config.optimizers),
+                task.dev_mode, len(task.devset))
+    start, threads = time.monotonic(), handle.in_flight(config.num_threads)
+    before = evaluate_program(task.student, task.devset, task.metric, handle, threads, f"{task.name}, uncompiled")
+    tried, best = {}, None
+    for name in config.optimizers:
+        program = _optimize(name, task, config, handle, reflection_lm, threads)
+        tried[name] = evaluate_program(program, task.devset, task.metric, handle, threads, f"{task.name}, {name}")
+        logger.info("%s: dev %s %.3f -> %.3f with %s", task.name, task.metric_name, before, tried[name], name)
+        if best is None or tried[name] > tried[best[0]]:
+            best = (name, program)
+    name, compiled = best
+    after, kept = tried[name], "compiled"
     if after < before and not config.keep_worse:
         logger.warning("%s: compiling lowered the dev score (%.3f -> %.3f): keeping the uncompiled program "
                        "(--keep-worse keeps the compiled one)", task.name, before, after)
         compiled, kept = task.student.deepcopy(), "uncompiled"
-    settings = spec.resolve(config.settings, len(task.devset), threads, config.seed)
-    return CompileResult(task.name, compiled, config.optimizer, settings, task.dev_mode, len(task.devset),
-                         task.metric_name, before, after, round(time.monotonic() - start, 1), config.compact_demos,
-                         judge, kept)
+    settings = get_optimizer(name).resolve(config.settings_for(name), len(task.devset), threads, config.seed)
+    return CompileResult(task.name, compiled, name, settings, task.dev_mode, len(task.devset), task.metric_name,
+                         before, after, round(time.monotonic() - start, 1), config.compact_demos, judge, kept, tried)
+
+
+def _optimize(name: str, task: Task, config: CompileConfig, handle: LMHandle, reflection_lm: Any,
+              threads: int) -> dspy.Module:
+    with handle.context():
+        try:
+            compiled = get_optimizer(name).run(task.student.deepcopy(), task.metric, trainset=task.trainset,
+                                               valset=task.devset, labeled=task.labeled,
+                                               settings=config.settings_for(name), num_threads=threads,
+                                               seed=config.seed, reflection_lm=reflection_lm)
+        finally:
+            check_spending(handle)
+    _tidy_demos(compiled, config.compact_demos)
+    return compiled
+
+
+def check_spending(handle: LMHandle) -> None:
+    """RunStopped once --max-cost is reached (the LM refuses calls from then on; see PromptMixLM)."""
+    check = getattr(handle.lm, "_check_spending", None)
+    if check is not None:
+        check()
 
 
 def _tidy_demos(program: dspy.Module, compact: bool) -> None:
@@ -236,17 +215,6 @@ def _without_cards(demo: Any) -> Any:
     return demo
 
 
-def _public(settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings safe to write: no objects, nothing that looks like a credential."""
-    out = {}
-    for key, value in settings.items():
-        if any(hint in key.lower() for hint in _SECRET_HINTS):
-            out[key] = "<not saved>"
-        elif isinstance(value, (str, int, float, bool, type(None), list, dict)):
-            out[key] = value
-        else:
-            out[key] = repr(type(value).__name__)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------

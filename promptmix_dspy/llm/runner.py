@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from promptmix_dspy.store.redaction import redact
 
 __all__ = ["Budget", "RetryPolicy", "RunStopped", "UnitResult", "error_kind", "is_fatal", "is_transient",
-           "retry_after", "run_parallel", "run_unit"]
+           "cached_tokens", "retry_after", "run_parallel", "run_unit"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -185,12 +185,14 @@ class UnitResult:
     fatal: bool = False  # the provider refused the credentials or the account: no other call can succeed
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # of prompt_tokens, those the provider reports read from its prompt cache
     cost: float | None = None
     seconds: float = 0.0
 
     def usage(self) -> dict:
         return {"attempts": self.attempts, "retries": self.retries, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "cost": self.cost, "seconds": round(self.seconds, 3)}
+                "completion_tokens": self.completion_tokens, "cached_prompt_tokens": self.cached_prompt_tokens,
+                "cost": self.cost, "seconds": round(self.seconds, 3)}
 
 
 @dataclass
@@ -210,6 +212,7 @@ class Budget:
     errors: Counter = field(default_factory=Counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
     cost: float = 0.0
     cost_known: bool = True
     stop_reason: str | None = None
@@ -226,6 +229,7 @@ class Budget:
             self.retries += max(0, result.attempts - 1) + result.retries
             self.prompt_tokens += result.prompt_tokens
             self.completion_tokens += result.completion_tokens
+            self.cached_prompt_tokens += result.cached_prompt_tokens
             self._add_cost(result)
             if result.error:
                 self.failed_units += 1
@@ -251,7 +255,7 @@ class Budget:
     def to_dict(self) -> dict:
         return {"llm_calls": self.calls, "retries": self.retries, "failed_units": self.failed_units,
                 "errors": dict(self.errors), "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
+                "completion_tokens": self.completion_tokens, "cached_prompt_tokens": self.cached_prompt_tokens,
                 "cost_usd": round(self.cost, 6) if self.cost_known else None, "stop_reason": self.stop_reason}
 
 
@@ -293,11 +297,21 @@ def _is_request_error(exc: Exception) -> bool:
     return isinstance(exc, LMInvalidRequestError)
 
 
-def _add_usage(result: UnitResult, usage_by_lm: dict, price: Callable[[int, int], float | None]) -> None:
+def _add_usage(result: UnitResult, usage_by_lm: dict, price: Callable[..., float | None]) -> None:
     for usage in usage_by_lm.values():
         result.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         result.completion_tokens += int(usage.get("completion_tokens") or 0)
-    result.cost = price(result.prompt_tokens, result.completion_tokens) if result.prompt_tokens else 0.0
+        result.cached_prompt_tokens += cached_tokens(usage)
+    result.cost = (price(result.prompt_tokens, result.completion_tokens, result.cached_prompt_tokens)
+                   if result.prompt_tokens else 0.0)
+
+
+def cached_tokens(usage: dict) -> int:
+    """Prompt tokens read from the provider's cache: OpenAI's prompt_tokens_details.cached_tokens, Anthropic's
+    cache_read_input_tokens (litellm passes both through)."""
+    details = usage.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", 0)
+    return int(cached or 0) + int(usage.get("cache_read_input_tokens") or 0)
 
 
 def run_parallel(tasks: Iterable[T], work: Callable[[T], UnitResult], on_done: Callable[[T, UnitResult], None],

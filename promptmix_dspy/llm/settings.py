@@ -13,13 +13,14 @@ import contextlib
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
 import dspy
 
 from promptmix_dspy.llm.adapters import ADAPTERS
-from promptmix_dspy.llm.runner import RetryPolicy
+from promptmix_dspy.llm.runner import RetryPolicy, cached_tokens
 from promptmix_dspy.store.redaction import register_secret
 
 __all__ = ["LMHandle", "LMSettings", "LazyLM", "PromptMixLM", "build_handle", "estimate_price", "open_lm"]
@@ -43,16 +44,42 @@ class PromptMixLM(dspy.LM):
         self.endpoint_tag = endpoint_tag
         self.retry = retry or RetryPolicy()
         self._warned_zero_temp_rollout = True  # the tag is not a sampling request
+        self.max_cost: float | None = None
+        self.spent = 0.0
+        self._spend_lock = threading.Lock()
+
+    def limit_spending(self, max_cost: float | None, spent_before: float = 0.0) -> None:
+        """Refuse calls (RunStopped) once the priced usage of this LM reaches ``max_cost`` USD: the cap for work
+        that runs outside our runner, such as an optimizer's own calls."""
+        self.max_cost, self.spent = max_cost, spent_before
+
+    def _check_spending(self) -> None:
+        if self.max_cost is not None and self.spent >= self.max_cost:
+            from promptmix_dspy.llm.runner import RunStopped
+
+            raise RunStopped(f"estimated cost ${self.spent:.4f} reached --max-cost ${self.max_cost}")
+
+    def _record_response(self, response: Any, prompt: Any, messages: Any, outputs: Any, kwargs: dict,
+                         request: Any = None) -> Any:
+        if self.max_cost is not None and not getattr(response, "cache_hit", False):
+            usage = dict(getattr(response, "usage", {}) or {})
+            price = estimate_price(self.model, int(usage.get("prompt_tokens") or 0),
+                                   int(usage.get("completion_tokens") or 0), cached_tokens(usage))
+            with self._spend_lock:
+                self.spent += price or 0.0
+        return super()._record_response(response, prompt, messages, outputs, kwargs, request)
 
     def _salted(self, kwargs: dict) -> dict:
         rollout = kwargs.get("rollout_id", self.kwargs.get("rollout_id"))  # lm.copy(rollout_id=...) too
         return {**kwargs, "rollout_id": f"{self.endpoint_tag}|{'' if rollout is None else rollout}"}
 
     def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any):
+        self._check_spending()
         call, salted = super().__call__, self._salted(kwargs)
         return self.retry.call(lambda: call(prompt, messages=messages, **salted))
 
     async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any):
+        self._check_spending()
         call, salted = super().acall, self._salted(kwargs)
         return await self.retry.acall(lambda: call(prompt, messages=messages, **salted))
 
@@ -125,17 +152,19 @@ class LMHandle:
                 "embedded": self.embedded, "max_tokens": self.lm.kwargs.get("max_tokens"),
                 **({"local_model": self.local_model} if self.local_model else {})}
 
-    def price(self, prompt_tokens: int, completion_tokens: int) -> float | None:
-        return estimate_price(self.model, prompt_tokens, completion_tokens)
+    def price(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float | None:
+        return estimate_price(self.model, prompt_tokens, completion_tokens, cached_tokens)
 
 
-def estimate_price(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """USD from litellm's price table, or None when the model is not in it (local models, unknown names)."""
+def estimate_price(model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float | None:
+    """USD from litellm's price table, or None when the model is not in it (local models, unknown names).
+    ``cached_tokens`` of the prompt tokens are priced at the provider's cache-read rate where it has one."""
     import litellm
 
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens,
-                                                             completion_tokens=completion_tokens)
+                                                             completion_tokens=completion_tokens,
+                                                             cache_read_input_tokens=cached_tokens)
     except Exception:  # litellm raises a plain Exception for unknown models
         return None
     return float(prompt_cost + completion_cost)
@@ -166,6 +195,10 @@ def build_handle(settings: LMSettings, model: str, api_base: str | None, embedde
         register_secret(kwargs["api_key"])  # never written to a file, whatever the variable is called
     elif embedded:
         kwargs["api_key"] = "local"  # the embedded server checks no key, but the client wants one
+    if model.startswith("anthropic/"):
+        # Anthropic caches a prompt prefix only where asked: the system message holds the task and class cards
+        # every call over the same classes shares (OpenAI and llama.cpp reuse a shared prefix by themselves).
+        kwargs["cache_control_injection_points"] = [{"location": "message", "role": "system"}]
     tag = hashlib.sha256(f"{model}|{identity or api_base or ''}".encode()).hexdigest()[:12]
     lm = PromptMixLM(model, engine="litellm", max_tokens=settings.max_tokens, retry=settings.retry_policy(),
                      timeout=settings.timeout, cache=settings.cache, endpoint_tag=tag, **kwargs)

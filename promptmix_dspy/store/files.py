@@ -82,7 +82,8 @@ def journal_usage(paths: Iterable[Path]) -> dict:
     ``failed_units`` and ``errors`` (failures by kind) count the units still failed: a unit that failed in
     one session and succeeded when the run was resumed is not counted.
     """
-    total = {"llm_calls": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+    total = {"llm_calls": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_prompt_tokens": 0,
+             "cost_usd": 0.0}
     final: dict[tuple[str, str], str | None] = {}
     for path in paths:
         for row in _rows(Path(path)):
@@ -113,6 +114,7 @@ def _add_row_usage(total: dict, row: dict) -> None:
     total["retries"] += max(0, usage.get("attempts", 0) - 1) + usage.get("retries", 0)
     total["prompt_tokens"] += usage.get("prompt_tokens", 0)
     total["completion_tokens"] += usage.get("completion_tokens", 0)
+    total["cached_prompt_tokens"] += usage.get("cached_prompt_tokens", 0)
     if total["cost_usd"] is not None:
         cost = usage.get("cost")
         total["cost_usd"] = None if cost is None and usage.get("prompt_tokens") else total["cost_usd"] + (cost or 0.0)
