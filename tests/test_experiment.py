@@ -167,7 +167,7 @@ def test_specs_load_from_toml_and_refuse_unknown_keys(tmp_path):
     assert grid.cells()[0].teacher_test_limit == 50
     bad = tmp_path / "bad.toml"
     bad.write_text("[grid]\ndatasets = ['trec6']\nmethods = ['a2']\nper_class = 5\n")
-    with pytest.raises(ValueError, match="takes datasets, methods and seeds only"):
+    with pytest.raises(ValueError, match="takes datasets, methods, seeds and share_llm_from only"):
         load_grid(bad)
     with pytest.raises(ValueError, match="unknown method"):
         GridSpec(["trec6"], ["a3"], [0])
@@ -290,3 +290,25 @@ def test_a_missing_test_split_is_noticed_before_any_llm_call(tmp_path, tiny_bert
     with pytest.raises(ValueError, match="no labelled test split"):
         run_experiment(spec, tmp_path / "run")
     assert server.requests == []
+
+
+def test_a2c_refuses_to_run_without_compiled_programs_and_says_how_to_make_them(tmp_path, tiny_bert, dataset_dir,
+                                                                                 server):
+    spec = ExperimentSpec(dataset=str(dataset_dir), method="a2c", compiled_programs=str(tmp_path / "programs"),
+                          **_base(tiny_bert, server))
+    with pytest.raises(ValueError, match=r"a2c reads the compiled programs in .*promptmix compile --dataset"):
+        run_experiment(spec, tmp_path / "run")
+    assert server.requests == []
+    assert ExperimentSpec(dataset="trec6", method="a2c").programs_dir == "programs/trec6"
+    assert ExperimentSpec(dataset="trec6", method="a2").programs_dir is None
+
+
+def test_the_committed_bench_spec_loads_for_every_dataset_and_method():
+    grid = load_grid(Path(__file__).parents[1] / "evals" / "bench_qwen2.5-coder-1.5b.toml")
+    assert grid.datasets == ["trec6", "subj", "twitter_complaints", "banking77"] and grid.seeds == [0, 1, 2]
+    cell = grid.cells()[0]
+    assert (cell.shots, cell.per_class, cell.teacher_test_limit, cell.lm["local_model"]) == \
+        (2, 10, 500, "qwen2.5-coder-1.5b")
+    assert cell.train_config().epochs == 5 and cell.train_config().lr == 4e-5
+    banking = next(c for c in grid.cells() if c.dataset == "banking77")
+    assert banking.train_config().lr == 6e-5  # the authors' Banking77 setting is not overridden

@@ -53,9 +53,9 @@ def test_summarize_groups_by_dataset_and_method():
 def test_results_table_has_a_row_per_method_and_a_column_per_dataset():
     table = results_table(ROWS, ["trec6", "subj"], ["baseline", "a2", "eda"]).splitlines()
     assert table[0] == "| method | trec6 | subj |"
-    assert table[2].startswith("| **baseline**") and table[2].endswith("| 30.0 (n=1) | – |")
+    assert table[2].startswith("| **baseline**") and table[2].endswith("| 30.0 (n=1) | pending |")
     assert table[3].endswith("| 70.0 ± 20.0 | 60.0 (n=1) |")
-    assert table[4].endswith("| – | – |")
+    assert table[4].endswith("| pending | pending |")
 
 
 def test_cost_table_and_line_report_calls_tokens_price_and_seconds():
@@ -131,3 +131,54 @@ def test_report_dir_holds_the_whole_report(tmp_path):
                                                                             "results.md"]
     assert [json.loads(x) for x in (tmp_path / "committed" / "results.jsonl").read_text().splitlines()] == rows
     assert all(p.parent == tmp_path / "committed" for p in paths["files"])
+
+
+def test_pending_cells_say_so_and_partial_ones_say_how_many_seeds():
+    table = results_table(ROWS, ["trec6", "subj", "banking77"], ["a2", "baseline"], seeds=3)
+    a2 = next(line for line in table.splitlines() if "**a2**" in line)
+    baseline = next(line for line in table.splitlines() if "**baseline**" in line)
+    assert "70.0 ± 20.0 |" in a2 and "60.0 (1 of 3 seeds; the rest pending)" in a2 and a2.endswith("pending |")
+    assert "30.0 (1 of 3 seeds; the rest pending)" in baseline
+
+
+def test_the_claims_are_checked_against_the_numbers():
+    from promptmix_dspy.experiments.claims import claims_section, verdict
+
+    assert verdict({0: 0.6, 1: 0.7, 2: 0.8}, {0: 0.3, 1: 0.35, 2: 0.4})[0] == "holds"
+    assert verdict({0: 0.3, 1: 0.35, 2: 0.4}, {0: 0.6, 1: 0.7, 2: 0.8})[0] == "does not hold"
+    assert verdict({0: 0.5, 1: 0.7, 2: 0.6}, {0: 0.6, 1: 0.5, 2: 0.62})[0] == "within the noise"
+    assert verdict({0: 0.5}, {0: 0.3})[0] == "pending"
+    rows = [_row("trec6", m, s, acc) for m, accs in (("a2", (0.6, 0.7, 0.8)), ("a1", (0.3, 0.35, 0.4)),
+                                                      ("llm", (0.9, 0.9, 0.9))) for s, acc in enumerate(accs)]
+    lines = claims_section(rows, ["trec6"], ["a1", "a2", "llm"])
+    assert any("relabeling matters" in line and "**holds**: +35.0 points" in line for line in lines)
+    assert any("20.0 points below the teacher" in line for line in lines)
+    assert not any("baseline" in line for line in lines)  # a claim whose methods are not in the grid is left out
+
+
+def test_a_grid_of_two_cells_with_a_scripted_lm_writes_the_report_with_pending_cells(tmp_path, data_dir):
+    """Two finished cells of a bigger grid: every column of the report is there, the rest says pending."""
+    from student_fixtures import make_tiny_bert
+
+    from promptmix_dspy.experiments.grid import run_grid
+    from promptmix_dspy.testing import RuleResponder, ScriptedServer
+
+    bert = make_tiny_bert(tmp_path / "bert")
+    with ScriptedServer(RuleResponder()) as server:
+        base = {"per_class": 1, "texts_per_call": 1, "teacher_test_limit": 3, "top_k": 6, "threads": 2,
+                "student": {"student": str(bert), "epochs": 1}, "data_dir": str(data_dir),
+                "lm": {"model": "hosted_vllm/scripted", "api_base": server.base_url, "cache": False}}
+        small = GridSpec(["trec6"], ["a2", "llm"], [0], base)
+        rows = run_grid(small, tmp_path / "g")
+    big = GridSpec(["trec6", "subj"], ["baseline", "a2", "llm"], [0, 1], base)
+    paths = write_grid_report(big, tmp_path / "g", rows, "promptmix bench ...")
+    text = (tmp_path / "g" / "results.md").read_text()
+    assert "| **baseline**: student on the seeds only | pending | pending |" in text
+    assert "(1 of 2 seeds; the rest pending)" in text and "Cells finished: 2 of 12" in text
+    cost = text.split("## Cost per cell", 1)[1]
+    for column in ("LLM calls", "prompt tokens", "completion tokens", "price (USD)", "relabel call-s",
+                   "teacher call-s", "train s", "evaluate s"):
+        assert column in cost
+    assert "relabeled" in text and "## The paper's claims" in text
+    assert {p.name for p in paths["files"]} >= {"results.md", "accuracy.png", "boundary_trec6.png",
+                                                 "labels_trec6.png"}

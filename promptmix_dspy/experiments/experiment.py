@@ -97,7 +97,13 @@ def check_ready(cell: Cell) -> None:
     if programs:
         from promptmix_dspy.method.programs import check_labels, read_meta
 
-        check_labels(read_meta(programs).get("labels", []), cell.dataset.labels, Path(programs))
+        try:
+            meta = read_meta(programs)
+        except FileNotFoundError as exc:
+            raise ValueError(f"{cell.spec.method} reads the compiled programs in {programs}, and there are none: "
+                             f"make them with `promptmix compile --dataset {cell.spec.dataset} --out {programs}` "
+                             f"(nothing was run)") from exc
+        check_labels(meta.get("labels", []), cell.dataset.labels, Path(programs))
 
 
 def _start(out: Path, spec: ExperimentSpec, force: bool) -> None:
@@ -130,12 +136,37 @@ def _run_steps(cell: Cell, out: Path, lm: LazyLM, generation_dir: Path, spent_el
     usage: dict = {"llm": None, "seconds": {}, "lm": None}
     if method.generation:
         cell.generated, usage = _generation(cell, method, generation_dir, lm, spent_elsewhere, force)
+    second = _second_round(cell, generation_dir, out, lm, spent_elsewhere) if method.rounds == 2 else None
     rows = list(cell.split.seeds) + method.extra_rows(cell)
     student_dir = _train(cell, rows, out)
     report = _evaluate(cell, student_dir, out)
     usage["seconds"] = {**usage["seconds"], "train": report.pop("train_seconds"),
                         "evaluate": report.pop("evaluate_seconds")}
+    if second is not None:
+        usage.update(_second_round_record(cell, second, student_dir, out, generation_dir))
     return _row(cell, {**report, **usage, "train_rows": len(rows)})
+
+
+def _second_round(cell: Cell, gen_dir: Path, out: Path, lm: LazyLM, spent_elsewhere: float):
+    """a2fb: the probe pool and round 2 (experiments/feedback.py), in out/feedback, journaled."""
+    from promptmix_dspy.experiments.feedback import run_for_cell
+
+    folder = out / "feedback"
+    spent = journal_usage([folder / "generated.jsonl", folder / "relabeled.jsonl"])["cost_usd"] or 0.0
+    result = run_for_cell(cell, gen_dir, folder, lm(), cell.spec.budget(spent + spent_elsewhere))
+    cell.second_round = result.rows
+    return result
+
+
+def _second_round_record(cell: Cell, result, student_dir: Path, out: Path, gen_dir: Path) -> dict:
+    from promptmix_dspy.experiments.feedback import record_after
+
+    confusion = record_after(result, student_dir, cell.split.labels, out / "feedback")
+    journals = [gen_dir / JOURNALS[s] for s in ("describe", "generate", "relabel")]
+    journals += [out / "feedback" / "generated.jsonl", out / "feedback" / "relabeled.jsonl"]
+    return {"llm": journal_usage(journals), "second_round": {
+        "rows": len(result.rows), "pairs": confusion["pair_rates_before"],
+        "pair_rates_after": confusion["pair_rates_after"], "held_out": confusion["held_out"]}}
 
 
 def _generation(cell: Cell, method: Method, gen_dir: Path, lm: LazyLM, spent_elsewhere: float,

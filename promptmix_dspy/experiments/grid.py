@@ -37,12 +37,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class GridSpec:
-    """The grid's axes and the settings every cell shares (ExperimentSpec fields)."""
+    """The grid's axes and the settings every cell shares (ExperimentSpec fields).
+
+    ``share_llm_from``: another grid folder whose LLM work this grid reads instead of doing it again: its
+    generations and its teacher cells, reused only when everything that made them matches (a second table
+    of other student settings over the same generated data costs no LLM call).
+    """
 
     datasets: list[str]
     methods: list[str]
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     base: dict[str, Any] = field(default_factory=dict)
+    share_llm_from: str | None = None
 
     def __post_init__(self) -> None:
         if not self.datasets or not self.methods or not self.seeds:
@@ -67,15 +73,22 @@ class GridSpec:
     def needs_lm(self) -> bool:
         return any(METHODS[m].generation or METHODS[m].teacher for m in self.methods)
 
+    def folders(self, out: str | Path, spec: ExperimentSpec) -> tuple[Path, Path | None]:
+        """(the cell's folder, the generation folder it reads), in ``out`` or in ``share_llm_from``."""
+        llm_root = Path(self.share_llm_from) if self.share_llm_from else Path(out)
+        cell_root = llm_root if METHODS[spec.method].teacher else Path(out)
+        return cell_dir(cell_root, spec), generation_dir(llm_root, spec)
+
 
 def load_grid(path: str | Path | None = None, **overrides: Any) -> GridSpec:
     """A grid from TOML ([grid] datasets/methods/seeds, the rest as in an experiment spec) and overrides."""
     data = load_spec_data(path) if path else {}
     axes = data.pop("grid", {})
-    extra = set(axes) - {"datasets", "methods", "seeds"}
+    extra = set(axes) - {"datasets", "methods", "seeds", "share_llm_from"}
     if extra:
-        raise ValueError(f"{path}: [grid] takes datasets, methods and seeds only, got {sorted(extra)} (TOML puts "
-                         f"every key after a [table] header into that table: write shared settings above it)")
+        raise ValueError(f"{path}: [grid] takes datasets, methods, seeds and share_llm_from only, got "
+                         f"{sorted(extra)} (TOML puts every key after a [table] header into that table: write "
+                         f"shared settings above it)")
     for key in ("dataset", "method", "seed"):
         data.pop(key, None)
     for axis in ("datasets", "methods", "seeds"):
@@ -84,7 +97,8 @@ def load_grid(path: str | Path | None = None, **overrides: Any) -> GridSpec:
     data = merge_overrides(data, overrides)
     if not axes.get("datasets") or not axes.get("methods"):
         raise ValueError("the grid needs datasets and methods (from --datasets/--methods or a [grid] table)")
-    return GridSpec(axes["datasets"], axes["methods"], axes.get("seeds", [0, 1, 2]), data)
+    return GridSpec(axes["datasets"], axes["methods"], axes.get("seeds", [0, 1, 2]), data,
+                    overrides.pop("share_llm_from", None) or axes.get("share_llm_from"))
 
 
 def cell_dir(out: Path, spec: ExperimentSpec) -> Path:
@@ -109,13 +123,14 @@ def run_grid(grid: GridSpec, out: str | Path, lm: LazyLM | None = None, force: b
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "grid.json", {"grid": asdict(grid), "updated": now_iso()})
     cells = grid.cells()
-    finished = sum((cell_dir(out, spec) / "result.json").exists() for spec in cells)
+    finished = sum((grid.folders(out, spec)[0] / "result.json").exists() for spec in cells)
     logger.info("grid: %d cells, %d finished, %d to run", len(cells), finished, len(cells) - finished)
     datasets: dict[str, Dataset] = {}
     failed = 0
     with lm or LazyLM(_lm_settings(grid)) as handle:
         for i, spec in enumerate(cells, start=1):
-            row, ran = _run_cell(_with_budget(spec, out, failed), out, handle, datasets, force, f"{i}/{len(cells)}")
+            row, ran = _run_cell(grid, _with_budget(spec, out, failed), out, handle, datasets, force,
+                                 f"{i}/{len(cells)}")
             failed += ((row or {}).get("llm") or {}).get("failed_units", 0) if ran else 0
     return collect_results(grid, out)
 
@@ -137,10 +152,10 @@ def spent(folders: list[Path]) -> float:
     return journal_usage(paths)["cost_usd"] or 0.0
 
 
-def _run_cell(spec: ExperimentSpec, out: Path, lm: LazyLM, datasets: dict[str, Dataset], force: bool,
-              where: str) -> tuple[dict | None, bool]:
+def _run_cell(grid: GridSpec, spec: ExperimentSpec, out: Path, lm: LazyLM, datasets: dict[str, Dataset],
+              force: bool, where: str) -> tuple[dict | None, bool]:
     """(the cell's row or None when it failed, whether it ran in this session)."""
-    folder, gen = cell_dir(out, spec), generation_dir(out, spec)
+    folder, gen = grid.folders(out, spec)
     if (folder / "result.json").exists() and not force:
         return run_experiment(spec, folder, lm, generation_dir=gen), False  # checks the settings, runs nothing
     logger.info("cell %s: %s / %s / seed %d", where, spec.dataset, spec.method, spec.seed)
@@ -168,8 +183,8 @@ def _all_folders(out: Path) -> list[Path]:
 def collect_results(grid: GridSpec, out: str | Path) -> list[dict]:
     """The finished cells' rows in grid order, written to out/results.jsonl."""
     out = Path(out)
-    rows = [read_json(cell_dir(out, s) / "result.json") for s in grid.cells()
-            if (cell_dir(out, s) / "result.json").exists()]
+    rows = [read_json(grid.folders(out, s)[0] / "result.json") for s in grid.cells()
+            if (grid.folders(out, s)[0] / "result.json").exists()]
     atomic_write_jsonl(out / "results.jsonl", rows)
     missing = len(grid.cells()) - len(rows)
     if missing:

@@ -28,8 +28,12 @@ class CellSpec(Protocol):
 
 __all__ = ["GENERATIONS", "METHODS", "Cell", "CellSpec", "Method"]
 
-# The generations methods can read: the paper's mixing, and the no-mix ablation (majority share 1.0).
-GENERATIONS: dict[str, dict[str, Any]] = {"mix": {"fixed_share": None}, "nomix": {"fixed_share": 1.0}}
+# The generations methods can read: the paper's mixing, the no-mix ablation (majority share 1.0), the paper's
+# mixing with the compiled programs of the dataset (the spec's compiled_programs), and with three times the
+# texts per class (a2fb's budget: round 1, the probe pool and round 2).
+GENERATIONS: dict[str, dict[str, Any]] = {"mix": {"fixed_share": None}, "nomix": {"fixed_share": 1.0},
+                                          "compiled": {"fixed_share": None, "compiled": True},
+                                          "mix3": {"fixed_share": None, "per_class_factor": 3}}
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Cell:
     dataset: Dataset
     split: FewShotSplit
     generated: list[dict] = field(default_factory=list)
+    second_round: list[dict] = field(default_factory=list)  # a2fb: the probe pool and round 2, relabeled
 
 
 def _no_rows(cell: Cell) -> list[Example]:
@@ -50,6 +55,10 @@ def _generated(label_field: str) -> Callable[[Cell], list[Example]]:
     def rows(cell: Cell) -> list[Example]:
         return [Example(r["text"], r[label_field]) for r in cell.generated]
     return rows
+
+
+def _with_second_round(cell: Cell) -> list[Example]:
+    return [Example(r["text"], r["label"]) for r in cell.generated + cell.second_round]
 
 
 def _eda_rows(cell: Cell) -> list[Example]:
@@ -78,6 +87,7 @@ class Method:
     shots: int | None = None
     teacher: bool = False
     generation_stages: tuple[str, ...] = ("describe", "generate", "relabel")
+    rounds: int = 1  # 2: a second round aimed at the round-1 student's confusions (experiments/feedback.py)
 
 
 METHODS: dict[str, Method] = {
@@ -89,4 +99,10 @@ METHODS: dict[str, Method] = {
     "eda": Method("seeds + easy data augmentation of the seeds", _eda_rows),
     "nomix": Method("PromptMix without mixing: majority share 1.0, relabeled", _generated("label"), "nomix"),
     "baseline5": Method("student on 5 seeds per class", shots=5),
+    "a2c": Method("PromptMix with the dataset's compiled programs (programs/<dataset>)", _generated("label"),
+                  "compiled"),
+    "a2x": Method("PromptMix with three times the texts per class (a2fb's LLM budget)", _generated("label"),
+                  "mix3"),
+    "a2fb": Method("PromptMix, then a second round aimed at the round-1 student's confusions",
+                   _with_second_round, "mix", rounds=2),
 }

@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["BACKGROUND_PER_CLASS", "label_matrix", "plot_accuracy", "plot_boundary", "plot_label_matrix",
-           "read_jsonl_rows"]
+__all__ = ["BACKGROUND_PER_CLASS", "label_matrix", "plot_accuracy", "plot_boundary", "plot_confusion_pair",
+           "plot_label_matrix", "read_jsonl_rows"]
 
 BACKGROUND_PER_CLASS = 40  # train texts per class drawn as the class clusters (train only, never test)
 
@@ -174,5 +174,37 @@ def plot_label_matrix(dataset: str, gen_dirs: Sequence[Path], path: Path) -> Pat
                 ax.text(j, i, str(count), ha="center", va="center", fontsize=font,
                         color="white" if rates[i][j] > 0.5 else "black")
     ax.set_title(f"{dataset}: {len(rows)} generated texts over {len(gen_dirs)} seed(s)", fontsize=9)
+    fig.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_confusion_pair(before: dict, after: dict, labels: Sequence[str], pairs: Sequence[dict],
+                        path: Path) -> Path:
+    """Two confusion matrices side by side (rows: the LLM's label, columns: the student's prediction, colour:
+    the share of the row), before and after the second round; the pairs round 2 aimed at are outlined."""
+    from matplotlib.patches import Rectangle
+
+    n = len(labels)
+    fig = _figure(max(8.0, 0.8 * n + 5), max(4.0, 0.4 * n + 2.5))
+    font = 8 if n <= 20 else 4
+    for k, (title, confusion) in enumerate((("before round 2 (round-1 student)", before),
+                                            ("after round 2 (final student)", after))):
+        ax = fig.add_subplot(1, 2, k + 1)
+        counts = [[confusion.get(a, {}).get(b, 0) for b in labels] for a in labels]
+        rates = [[c / max(sum(row), 1) for c in row] for row in counts]
+        ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=font)
+        ax.set_yticks(range(n), labels, fontsize=font)
+        ax.set_xlabel("student's prediction")
+        ax.set_ylabel("LLM's label (held-out probe texts)")
+        ax.set_title(title, fontsize=9)
+        for i, row in enumerate(counts):
+            for j, count in enumerate(row):
+                if n <= 20 and count:
+                    ax.text(j, i, str(count), ha="center", va="center", fontsize=font,
+                            color="white" if rates[i][j] > 0.5 else "black")
+        for pair in pairs:
+            i, j = labels.index(pair["true"]), labels.index(pair["predicted"])
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
     fig.savefig(path, dpi=120)
     return Path(path)

@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from promptmix_dspy.experiments.claims import claims_section
 from promptmix_dspy.experiments.methods import METHODS
 from promptmix_dspy.experiments.spec import dataset_key
 from promptmix_dspy.experiments.summary import summarize
@@ -30,21 +31,24 @@ LLM_STAGES = ("describe", "generate", "relabel", "teacher")  # timed as seconds 
 
 
 def results_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[str],
-                  metric: str = "accuracy") -> str:
-    """Markdown: one row per method, one column per dataset, cells 'mean ± std' in percent."""
+                  metric: str = "accuracy", seeds: int | None = None) -> str:
+    """Markdown: one row per method, one column per dataset, cells 'mean ± std' in percent; a cell with fewer
+    finished seeds than ``seeds`` says how many, one with none says pending."""
     stats = summarize(rows, metric)
     lines = ["| method | " + " | ".join(dataset_key(d) for d in datasets) + " |", "|---|" + "---:|" * len(datasets)]
     for method in methods:
-        cells = [_cell(stats.get((d, method))) for d in datasets]
+        cells = [_cell(stats.get((d, method)), seeds) for d in datasets]
         lines.append(f"| **{method}**: {METHODS[method].summary} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _cell(stat: dict | None) -> str:
+def _cell(stat: dict | None, seeds: int | None = None) -> str:
     if stat is None:
-        return "–"
-    text = f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
-    return text if stat["n"] > 1 else f"{100 * stat['mean']:.1f} (n=1)"
+        return "pending"
+    text = f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}" if stat["n"] > 1 else f"{100 * stat['mean']:.1f}"
+    if seeds and stat["n"] < seeds:
+        return f"{text} ({stat['n']} of {seeds} seeds; the rest pending)"
+    return text if stat["n"] > 1 or seeds == 1 else f"{text} (n=1)"
 
 
 def cost_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[str]) -> str:
@@ -104,9 +108,10 @@ def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], c
     out, dest = Path(out), Path(report_dir or out)
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(dest / "results.jsonl", rows)
-    generations = {dataset: _generations(out, dataset_key(dataset), grid.seeds) for dataset in grid.datasets}
+    llm_root = Path(grid.share_llm_from) if grid.share_llm_from else out
+    generations = {dataset: _generations(llm_root, dataset_key(dataset), grid.seeds) for dataset in grid.datasets}
     files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows)]
-    table = results_table(rows, grid.datasets, grid.methods)
+    table = results_table(rows, grid.datasets, grid.methods, seeds=len(grid.seeds))
     examples = [line for dataset, gens in generations.items() if gens for line in examples_table(dataset, gens[0])]
     atomic_write_text(dest / "results.md", _markdown(grid, rows, table, command, files, examples))
     return {"table": table, "files": files}
@@ -153,8 +158,14 @@ def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str, 
     seeds = ", ".join(str(s) for s in grid.seeds)
     parts = [f"# PromptMix benchmark: {', '.join(dataset_key(d) for d in grid.datasets)}", "",
              f"Test accuracy (%), mean ± standard deviation over seeds {seeds} (sample standard deviation, "
-             f"n - 1). Numbers as they came from one run; nothing was tuned on the test sets.", "", table, "",
-             "Macro-F1 (%):", "", results_table(rows, grid.datasets, grid.methods, "macro_f1"), "",
+             f"n - 1). Numbers as they came from one run; nothing was tuned on the test sets. A cell not yet run "
+             f"says pending; one with fewer seeds says how many.", "", table, "",
+             "Macro-F1 (%):", "", results_table(rows, grid.datasets, grid.methods, "macro_f1", len(grid.seeds)), "",
+             "## The paper's claims, checked against these numbers", "",
+             "Verdicts from test accuracy: a claim holds where the mean is higher by more than the larger "
+             "standard deviation and most paired seeds agree, does not hold where it is lower by that much, and "
+             "is within the noise otherwise (promptmix_dspy/experiments/claims.py).", "",
+             *claims_section(rows, grid.datasets, grid.methods), "",
              "## Settings", "", *_settings(grid, rows), "",
              "## Generated data", "", *_generation_lines(rows), "", *examples,
              "## Cost per cell (mean over seeds)", "",
@@ -182,9 +193,11 @@ def _settings(grid: "GridSpec", rows: Sequence[dict]) -> list[str]:
             f"{spec.group_size} classes, majority share 0.5 + 0.5·Beta(5, 2) rounded to 0.05 (nomix: 1.0), up to "
             f"{spec.max_rounds} round{'s' if spec.max_rounds != 1 else ''}; relabeling offers the top {spec.top_k} "
             f"classes by MiniLM similarity.",
-            f"- Student: {train.student}, {train.epochs} epochs, batch {train.batch_size}, lr {train.lr}, weight "
-            f"decay {train.weight_decay}, warmup {train.warmup_ratio}, max length {train.max_length}; the same "
-            f"for every method.",
+            f"- Student: {train.student}, {train.epochs} epochs"
+            f"{f' (or more, for at least {train.min_steps} optimizer steps)' if train.min_steps else ''}, batch "
+            f"{train.batch_size}, lr {train.lr}, weight decay {train.weight_decay}, warmup {train.warmup_ratio}, "
+            f"max length {train.max_length}; the same for every method (Banking77: the authors' lr 6e-5 and "
+            f"weight decay 0.001).",
             f"- llm (the teacher) labels {teacher_texts}; students are scored on the whole test set.",
             f"- eda: synonym replacement, random insertion, swap and deletion (alpha 0.1), {spec.per_class} new "
             f"texts per class (as many as the generation asks for); synonyms are the nearest MiniLM input "
@@ -194,8 +207,9 @@ def _settings(grid: "GridSpec", rows: Sequence[dict]) -> list[str]:
 
 def _describe_lm(lm: dict | None, spec_lm: dict) -> str:
     if lm is None:
-        return spec_lm.get("model") or "the embedded SmolLM2 server"
-    where = ("the embedded SmolLM2-135M-Instruct (GGUF) on llama.cpp, CPU" if lm.get("embedded")
+        return spec_lm.get("model") or f"the embedded {spec_lm.get('local_model') or 'default local model'}"
+    local = lm.get("local_model") or spec_lm.get("local_model") or "local model"
+    where = (f"the embedded {local} (GGUF) on llama.cpp, CPU" if lm.get("embedded")
              else lm.get("api_base") or "the provider's endpoint")
     return (f"`{lm['model']}` ({where}), adapter {lm.get('adapter')}, max_tokens {lm.get('max_tokens')}, "
             f"generation temperature 1.0, relabeling temperature 0")

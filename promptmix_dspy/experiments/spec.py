@@ -49,6 +49,7 @@ class ExperimentSpec:
     eda_per_example: int | None = None  # default: per_class // shots, as many new texts as the generation adds
     teacher_test_limit: int | None = None  # the llm method on a fixed, seeded sample of the test set
     programs: str | None = None
+    compiled_programs: str = "programs/{dataset}"  # what a2c reads
     data_dir: str | None = None
     max_cost: float | None = None
     max_errors: int | None = None
@@ -76,8 +77,9 @@ class ExperimentSpec:
         return METHODS[self.method].shots or self.shots
 
     def augment_config(self, generation: str = "mix") -> AugmentConfig:
-        settings = {k: v for k, v in GENERATIONS[generation].items() if k != "programs"}
-        return AugmentConfig(shots=self.shots_used, seed=self.seed, per_class=self.per_class,
+        settings = {k: v for k, v in GENERATIONS[generation].items() if k not in ("compiled", "per_class_factor")}
+        factor = GENERATIONS[generation].get("per_class_factor", 1)
+        return AugmentConfig(shots=self.shots_used, seed=self.seed, per_class=factor * self.per_class,
                              texts_per_call=self.texts_per_call, group_size=self.group_size, top_k=self.top_k,
                              relabel_batch=self.relabel_batch, reask=self.reask, max_rounds=self.max_rounds,
                              attempts=self.attempts, num_threads=self.threads, max_cost=self.max_cost,
@@ -92,8 +94,8 @@ class ExperimentSpec:
     def programs_dir(self) -> str | None:
         """Compiled programs to use; ``{dataset}`` in the path becomes the dataset's name (programs/{dataset}).
         A method whose generation names its own programs (a2c) uses those."""
-        method = METHODS[self.method]
-        programs = GENERATIONS.get(method.generation or "", {}).get("programs") or self.programs
+        compiled = GENERATIONS.get(METHODS[self.method].generation or "", {}).get("compiled")
+        programs = self.compiled_programs if compiled else self.programs
         return programs.replace("{dataset}", dataset_key(self.dataset)) if programs else None
 
     def lm_settings(self) -> LMSettings:
@@ -134,6 +136,8 @@ def _unused_by(method_name: str) -> set[str]:
     if method.generation and "relabel" not in method.generation_stages:
         unused |= {"relabel_batch"}
     unused |= set() if method.teacher else {"teacher_test_limit"}
+    compiled = GENERATIONS.get(method.generation or "", {}).get("compiled")
+    unused |= {"programs"} if compiled else {"compiled_programs"}
     unused |= {"student"} if method.teacher else set()
     return unused | (set() if method_name == "eda" else {"eda_per_example"})
 

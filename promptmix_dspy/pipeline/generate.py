@@ -22,7 +22,7 @@ from promptmix_dspy.method.modules import PromptMix
 from promptmix_dspy.pipeline.config import AugmentConfig
 from promptmix_dspy.store.files import Journal, atomic_write_json
 
-__all__ = ["Drops", "generate", "generation_rows"]
+__all__ = ["Drops", "generate", "generation_rows", "run_calls"]
 
 Drops = list[tuple[str, str]]
 
@@ -36,13 +36,19 @@ def generate(program: PromptMix, split: FewShotSplit, config: AugmentConfig, han
         plan = _plan_round(round_no, split.labels, done_calls, journal, config)
         if not plan:
             break
-        todo = [c for c in plan if _unfinished(journal, c.call_id)]
-        run_parallel(todo, lambda c: _generate_call(program, handle, c, config), _journal_call(journal, round_no),
-                     budget, handle.in_flight(config.num_threads), f"generate (round {round_no + 1})")
+        run_calls(program, plan, config, handle, journal, budget, f"generate (round {round_no + 1})", round_no)
         done_calls += plan
     selected, drops = _select(split, done_calls, journal, config.per_class)
     atomic_write_json(out / "plan.json", [c.to_dict() for c in done_calls])
     return selected, drops
+
+
+def run_calls(program: PromptMix, calls: list[MixCall], config: AugmentConfig, handle: LMHandle, journal: Journal,
+              budget: Budget, desc: str, round_no: int = 0) -> None:
+    """Run the calls the journal has no answer for, journaling each as it finishes."""
+    todo = [c for c in calls if _unfinished(journal, c.call_id)]
+    run_parallel(todo, lambda c: _generate_call(program, handle, c, config), _journal_call(journal, round_no),
+                 budget, handle.in_flight(config.num_threads), desc)
 
 
 def _unfinished(journal: Journal, key: str) -> bool:

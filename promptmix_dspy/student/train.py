@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 import time
 from dataclasses import asdict, dataclass, fields
@@ -47,6 +48,7 @@ class TrainConfig:
 
     student: str = DEFAULT_STUDENT
     epochs: int = 5
+    min_steps: int = 0  # train longer than ``epochs`` when they give fewer optimizer steps (0: never)
     batch_size: int = 8
     lr: float = 4e-5
     weight_decay: float = 0.01
@@ -59,7 +61,8 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        rules = [("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+        rules = [("epochs", self.epochs >= 1, ">= 1"), ("min_steps", self.min_steps >= 0, ">= 0"),
+                 ("batch_size", self.batch_size >= 1, ">= 1"),
                  ("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
                  ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
                  ("max_length", 2 <= self.max_length <= 512, "in [2, 512]"),
@@ -69,6 +72,14 @@ class TrainConfig:
         for name, ok, rule in rules:
             if not ok:
                 raise ValueError(f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+
+    def epochs_for(self, batches_per_epoch: int) -> int:
+        """``epochs``, or more when ``min_steps`` asks for more optimizer steps than they give: on a tiny training
+        set (2 seeds per class and a few generated texts) 5 epochs are a few dozen steps, and the student barely
+        leaves its initial guess; every method then gets at least the same number of steps."""
+        if not self.min_steps:
+            return self.epochs
+        return max(self.epochs, math.ceil(self.min_steps / max(1, batches_per_epoch)))
 
     @classmethod
     def for_dataset(cls, dataset: str | None, **overrides: Any) -> "TrainConfig":
@@ -171,7 +182,7 @@ def train_student(rows: Sequence[Example], labels: Sequence[str], config: TrainC
     stats = {"epoch_losses": losses, "train_seconds": round(seconds, 3), "train_cpu_seconds": round(cpu_seconds, 3),
              "device": str(accelerator.device),
              "mixed_precision": accelerator.mixed_precision, "processes": accelerator.num_processes,
-             "samples_per_second": round(len(rows) * config.epochs / seconds, 2)}
+             "epochs": len(losses), "samples_per_second": round(len(rows) * len(losses) / seconds, 2)}
     record = _record(config, labels, rows, provenance or {}, stats)
     path = _save(model, tokenizer, Path(out_dir), record, accelerator)
     accelerator.free_memory()  # drop accelerate's references, so repeated runs in one process do not pile up
@@ -185,13 +196,14 @@ def _fit(model: Any, loader: Any, config: TrainConfig, accelerator: Any) -> tupl
     from transformers import get_linear_schedule_with_warmup
 
     optimizer = _optimizer(model, config, accelerator.device)
-    total = config.epochs * len(loader)  # counted before sharding: accelerate steps the schedule per process
+    epochs = config.epochs_for(len(loader))
+    total = epochs * len(loader)  # counted before sharding: accelerate steps the schedule per process
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     model.train()
-    bar = tqdm(total=config.epochs * len(loader), desc="train", disable=not accelerator.is_local_main_process)
+    bar = tqdm(total=total, desc="train", disable=not accelerator.is_local_main_process)
     losses: list[float] = []
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         running = torch.zeros((), device=accelerator.device)  # summed on device: no host sync per step
         for batch in loader:
             loss = model(**batch).loss
@@ -204,7 +216,7 @@ def _fit(model: Any, loader: Any, config: TrainConfig, accelerator: Any) -> tupl
             bar.update(1)
         losses.append(accelerator.reduce(running, reduction="mean").item() / len(loader))
         bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
-        logger.info("epoch %d/%d: mean loss %.4f", epoch + 1, config.epochs, losses[-1])
+        logger.info("epoch %d/%d: mean loss %.4f", epoch + 1, epochs, losses[-1])
     bar.close()
     return accelerator.unwrap_model(model), losses
 
