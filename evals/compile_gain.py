@@ -22,8 +22,8 @@ from pathlib import Path
 
 import dspy
 
-from promptmix_dspy.compile.metrics import relabel_accuracy
 from promptmix_dspy.compile.config import CompileConfig
+from promptmix_dspy.compile.metrics import relabel_accuracy
 from promptmix_dspy.compile.optimize import compile_programs, evaluate_program, save_compiled
 from promptmix_dspy.compile.optimizers import parse_settings
 from promptmix_dspy.data.datasets import load_dataset

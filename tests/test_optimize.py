@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dspy
 import pytest
 
 from promptmix_dspy.compile.config import CompileConfig
