@@ -19,6 +19,7 @@ COMMANDS = {
     "train": student_commands.train,
     "predict": student_commands.predict,
     "evaluate": student_commands.evaluate,
+    "export": student_commands.export,
     "compile": compile_command.compile_programs,
     "run": experiment_commands.run,
     "bench": experiment_commands.bench,

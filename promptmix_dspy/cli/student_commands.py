@@ -11,7 +11,7 @@ import typer
 from promptmix_dspy.cli.common import guarded, setup_logging
 from promptmix_dspy.cli.options import DataOptions, Seed, Verbose, given, with_groups
 
-__all__ = ["evaluate", "predict", "train"]
+__all__ = ["evaluate", "export", "predict", "train"]
 
 ModelDir = Annotated[Path, typer.Option("--model", help="A trained student folder.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
@@ -60,6 +60,8 @@ def train(data: TrainingData, options: TrainOptions, seed: Seed = None, verbose:
         from promptmix_dspy.student.train import TrainConfig, train_student
 
         rows, labels, run_dataset, provenance = _training_set(data)
+        if data.dataset or run_dataset:
+            provenance["dataset"] = data.dataset or run_dataset
         extra = {"seed": seed} if seed is not None else {}
         config = TrainConfig.for_dataset(data.dataset or run_dataset, **given(options), **extra)
         path = train_student(rows, labels, config, data.out, provenance)
@@ -82,7 +84,15 @@ def _training_set(data: TrainingData) -> tuple[list, list[str], Optional[str], d
         raise ValueError("nothing to train on: give --seeds-from RUN_FOLDER and/or --train FILE")
     provenance = {"seeds": len(seeds), "augmented": len(augmented), "seeds_from": str(data.seeds_from or ""),
                   "train_file": str(data.train_file or ""), "label_field": data.label_field}
+    if data.train_file is not None:
+        from promptmix_dspy.student.card import augmented_summary
+
+        provenance["augmented_summary"] = augmented_summary(data.train_file)
     return seeds + augmented, labels, run.dataset if run else None, provenance
+
+
+Format = Annotated[str, typer.Option("--format", help="torch, onnx, or auto (onnx when the folder is an ONNX "
+                                      "export, else torch).")]
 
 
 @with_groups
@@ -91,24 +101,66 @@ def predict(model: ModelDir,
                                                      "text a line.")],
             output: Annotated[Optional[Path], typer.Option("--output", help="Default: "
                                                            "<input>.predictions.jsonl.")] = None,
-            batch_size: BatchSize = 64, verbose: Verbose = False) -> None:
-    """Label texts with a trained student; writes one {"text", "prediction"} per line."""
+            batch_size: BatchSize = 64, model_format: Format = "auto", verbose: Verbose = False) -> None:
+    """Label texts with a trained student (torch) or its ONNX export (no torch); one {"text", "prediction"} a line."""
     setup_logging(verbose)
     with guarded():
         import json
         import time
 
-        from promptmix_dspy.student.model import load_student, read_texts
-        from promptmix_dspy.student.model import predict as predict_texts
+        from promptmix_dspy.student.model import read_texts
 
-        texts, student = read_texts(input_file), load_student(model)
+        texts, kind = read_texts(input_file), _model_format(model, model_format)
         started = time.perf_counter()
-        labels = predict_texts(student, texts, batch_size=batch_size)
+        if kind == "onnx":
+            from promptmix_dspy.student.export import predict_onnx
+
+            labels = predict_onnx(model, texts, batch_size=batch_size)
+        else:
+            from promptmix_dspy.student.model import load_student
+            from promptmix_dspy.student.model import predict as predict_texts
+
+            labels = predict_texts(load_student(model), texts, batch_size=batch_size)
         seconds = time.perf_counter() - started
         output = output or input_file.with_name(input_file.stem + ".predictions.jsonl")
         output.write_text("".join(json.dumps({"text": t, "prediction": p}, ensure_ascii=False) + "\n"
                                   for t, p in zip(texts, labels)), encoding="utf-8")
-    typer.echo(f"{len(texts)} texts in {seconds:.2f} s ({len(texts) / max(seconds, 1e-9):.0f} texts/s) -> {output}")
+    typer.echo(f"{len(texts)} texts in {seconds:.2f} s ({len(texts) / max(seconds, 1e-9):.0f} texts/s, {kind}) "
+               f"-> {output}")
+
+
+def _model_format(model: Path, wanted: str) -> str:
+    if wanted not in ("auto", "torch", "onnx"):
+        raise ValueError(f"--format must be torch, onnx or auto, got {wanted!r}")
+    if wanted != "auto":
+        return wanted
+    has_onnx = any((model / name).is_file() for name in ("onnx_export.json", "model.onnx", "model.int8.onnx"))
+    has_torch = any((model / name).is_file() for name in ("model.safetensors", "pytorch_model.bin"))
+    return "onnx" if has_onnx and not has_torch else "torch"
+
+
+@with_groups
+def export(model: ModelDir,
+           out: Annotated[Path, typer.Option("--out", help="Folder for the exported model.")],
+           export_format: Annotated[str, typer.Option("--format", help="onnx (the one format so far).")] = "onnx",
+           quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8: dynamic int8 weights "
+                                                           "(about 4x smaller, faster on CPU).")] = None,
+           check: Annotated[Optional[Path], typer.Option("--check", help="Texts (.jsonl or .txt) to compare the "
+                                                         "export with torch on, e.g. the test split.")] = None,
+           batch_size: BatchSize = 64, verbose: Verbose = False) -> None:
+    """Export a trained student to ONNX (+ tokenizer, labels, model card) and check it agrees with torch."""
+    setup_logging(verbose)
+    with guarded():
+        from promptmix_dspy.student.export import export_onnx
+        from promptmix_dspy.student.model import read_texts
+
+        if export_format != "onnx":
+            raise ValueError(f"--format must be onnx, got {export_format!r}")
+        texts = read_texts(check) if check is not None else []
+        record = export_onnx(model, out, quantize=quantize, check_texts=texts, batch_size=batch_size)
+    c = record["check"]
+    typer.echo(f"{out / record['file']} ({record['bytes'] / 1e6:.1f} MB): argmax agreement with torch "
+               f"{c['argmax_agreement']:.2%} on {c['n']} texts, largest probability difference {c['max_prob_diff']:.4f}")
 
 
 @with_groups

@@ -138,7 +138,7 @@ def _run_steps(cell: Cell, out: Path, lm: LazyLM, generation_dir: Path, spent_el
         cell.generated, usage = _generation(cell, method, generation_dir, lm, spent_elsewhere, force)
     second = _second_round(cell, generation_dir, out, lm, spent_elsewhere) if method.rounds == 2 else None
     rows = list(cell.split.seeds) + method.extra_rows(cell)
-    student_dir = _train(cell, rows, out)
+    student_dir = _train(cell, rows, out, generation_dir / "augmented.jsonl" if method.generation else None)
     report = _evaluate(cell, student_dir, out)
     usage["seconds"] = {**usage["seconds"], "train": report.pop("train_seconds"),
                         "evaluate": report.pop("evaluate_seconds")}
@@ -248,7 +248,8 @@ def _journal_lines(path: Path) -> list[dict]:
     return rows
 
 
-def _train(cell: Cell, rows: list[Example], out: Path) -> Path:
+def _train(cell: Cell, rows: list[Example], out: Path, augmented: Path | None = None) -> Path:
+    from promptmix_dspy.student.card import augmented_summary
     from promptmix_dspy.student.train import train_student
 
     marker, student_dir = out / "steps" / "train.json", out / "student"
@@ -257,6 +258,8 @@ def _train(cell: Cell, rows: list[Example], out: Path) -> Path:
     started = time.monotonic()
     provenance = {"method": cell.spec.method, "dataset": cell.spec.dataset, "seed": cell.spec.seed,
                   "seeds": len(cell.split.seeds), "added": len(rows) - len(cell.split.seeds)}
+    if augmented is not None and augmented.is_file():
+        provenance["augmented_summary"] = augmented_summary(augmented)
     train_student(rows, cell.dataset.labels, cell.spec.train_config(), student_dir, provenance=provenance)
     atomic_write_json(marker, {"seconds": round(time.monotonic() - started, 3), "rows": len(rows),
                                "finished": now_iso()})

@@ -70,6 +70,7 @@ def _class_scores(confusion: list[list[int]], i: int) -> dict[str, float | int]:
 def evaluate_model(model: Any, examples: Sequence[Example], out_dir: str | Path | None = None,
                    batch_size: int = 64, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Predict with a student (a folder or a loaded ``Student``), score it, and write the report to out_dir."""
+    from promptmix_dspy.student.card import record_evaluation
     from promptmix_dspy.student.model import Student, load_student, predict
 
     student = model if isinstance(model, Student) else load_student(model)
@@ -80,6 +81,8 @@ def evaluate_model(model: Any, examples: Sequence[Example], out_dir: str | Path 
     seconds = time.perf_counter() - started
     report = {**(meta or {}), **classification_metrics([ex.label for ex in examples], pred, student.labels)}
     report["texts_per_second"] = round(len(examples) / seconds, 1)
+    if not isinstance(model, Student):
+        record_evaluation(model, report)  # the folder's model card now shows these figures
     if out_dir is not None:
         write_report(report, out_dir)
         _write_predictions(examples, pred, Path(out_dir) / "predictions.jsonl")

@@ -25,6 +25,7 @@ __all__ = [
     "load_student",
     "pad_id",
     "predict",
+    "probabilities",
     "read_texts",
     "resolve_student",
 ]
@@ -148,6 +149,12 @@ def load_student(model_dir: str | Path, device: str | None = None) -> Student:
 
 def predict(model: str | Path | Student, texts: Sequence[str], batch_size: int = 64) -> list[str]:
     """Label names for texts, in order; batches hold texts of similar length, on GPU when there is one."""
+    student = model if isinstance(model, Student) else load_student(model)
+    return [student.labels[row.index(max(row))] for row in probabilities(student, texts, batch_size)]
+
+
+def probabilities(model: str | Path | Student, texts: Sequence[str], batch_size: int = 64) -> list[list[float]]:
+    """Each text's class probabilities (softmax of the logits), in label order."""
     import torch
     from tqdm.auto import tqdm
 
@@ -157,7 +164,7 @@ def predict(model: str | Path | Student, texts: Sequence[str], batch_size: int =
         return []
     ids = encode(student.tokenizer, texts, student.max_length)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out: list[str] = [""] * len(ids)
+    out: list[list[float]] = [[] for _ in ids]
     cuda = student.device.type == "cuda"
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     with torch.inference_mode(), torch.autocast(student.device.type, dtype=dtype, enabled=cuda):
@@ -165,8 +172,8 @@ def predict(model: str | Path | Student, texts: Sequence[str], batch_size: int =
             chunk = order[start:start + batch_size]
             batch = collate([{"input_ids": ids[i]} for i in chunk], pad_id(student.tokenizer))
             logits = student.model(**{k: v.to(student.device) for k, v in batch.items()}).logits
-            for i, j in zip(chunk, logits.argmax(-1).tolist()):
-                out[i] = student.labels[j]
+            for i, row in zip(chunk, logits.float().softmax(-1).tolist()):
+                out[i] = row
     return out
 
 

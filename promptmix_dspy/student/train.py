@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from promptmix_dspy.data.datasets import read_jsonl
 from promptmix_dspy.data.types import DataError, Example
+from promptmix_dspy.student.card import EVALUATIONS_FILE, write_card
 from promptmix_dspy.student.model import (
     CONFIG_FILE,
     DEFAULT_STUDENT,
@@ -164,7 +165,7 @@ def check_rows(rows: Sequence[Example], labels: Sequence[str], where: str = "tra
 
 def train_student(rows: Sequence[Example], labels: Sequence[str], config: TrainConfig | None = None,
                   out_dir: str | Path = "student", provenance: dict[str, Any] | None = None) -> Path:
-    """Fine-tune ``config.student`` on rows, save it (weights, tokenizer, label map, train_config.json) to out_dir."""
+    """Fine-tune ``config.student`` on rows; save weights, tokenizer, label map, train_config.json and the model card."""
     import torch
     from accelerate import Accelerator
 
@@ -307,6 +308,8 @@ def _save(model: Any, tokenizer: Any, out: Path, record: dict[str, Any], acceler
         model.save_pretrained(out)  # safetensors, config.json with id2label/label2id
         tokenizer.save_pretrained(out)
         (out / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (out / EVALUATIONS_FILE).unlink(missing_ok=True)  # a retrained folder's old figures are not this model's
+        write_card(out)
         logger.info("saved the student to %s", out)
     accelerator.wait_for_everyone()
     return out
