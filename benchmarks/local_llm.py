@@ -1,166 +1,170 @@
-"""Speed of the embedded LLM (SmolLM2-135M on llama.cpp) as promptmix uses it.
+"""The embedded LLMs as promptmix uses them: speed, and how well the pipeline's relabeler uses the model.
 
-For 1, 2 and 4 requests in flight, each against a server started with matching --parallel, prints the server
-start time, calls per second and completion tokens per second for two call shapes:
-  relabel:  ~350 prompt tokens, a schema-constrained one-word label, max_tokens 16, temperature 0
-            (the JSON wrapper {"label": "description"} alone takes 9-11 tokens, so 10 would truncate);
-  generate: ~350 prompt tokens, a schema-constrained list of 3 short texts, max_tokens 256, temperature 1.0.
-Usage: python benchmarks/local_llm.py [--inflight 1 2 4] [--relabel-calls 24] [--generate-calls 8]
+For each local model (default: both registry models) it starts the embedded server through promptmix's own
+path (``open_lm(LMSettings(local_model=...))``, the registry's worker layout) and measures:
+
+* speed: the server's start time, then relabel calls through the pipeline's ``Relabeler`` with 1, 2 and 4
+  requests in flight: calls/s and prompt / completion tokens per second of wall time (prompt tokens counted at
+  face value: llama.cpp's prefix reuse makes the processed share smaller);
+* quality: relabel accuracy and macro-F1 on 60 labelled TREC6 and 60 SUBJ *train* texts outside the seed set
+  (seeded, stratified; never test), (a) through the pipeline's Relabeler with the run's defaults (seed 0's
+  2 shots, top-5 candidates, one text per call) and (b) through a plain, well-framed prompt on the same server:
+  the task sentence, every class with its description, the same seeds as worked turns, a JSON enum answer.
+
+    python benchmarks/local_llm.py [--models qwen2.5-coder-1.5b,smollm2-135m] [--texts 60] [--speed-calls 16]
+
+Prints one table per model and writes --out (default evals/results/local_llm.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import sys
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from pathlib import Path
 
-from openai import OpenAI
-
-from promptmix_dspy.llm.server import LocalServer
-
-CLASSES = {
-    "abbreviation": "questions asking what an abbreviation or acronym stands for, or for the short form of a term",
-    "entity": "questions about things: animals, colors, creative works, foods, instruments, products, sports, "
-              "substances, languages, religions, vehicles, words, events and other named entities",
-    "description": "questions asking for a definition, a description, a manner of doing something or a reason why",
-    "human": "questions about people or groups: a person's name, a title, a description of who someone is",
-    "location": "questions about places: cities, countries, mountains, states, and other locations",
-    "numeric": "questions asking for numbers: counts, dates, distances, money, percentages, sizes, speeds, ages",
-}
-EXAMPLES = {
-    "abbreviation": ["What does NASA stand for?", "What is the abbreviation for ounce?"],
-    "entity": ["What breed of dog was Lassie?", "Which instrument did Miles Davis play?"],
-    "description": ["Why is the sky blue?", "How do you make a paper airplane?"],
-    "human": ["Who wrote Hamlet?", "Which president freed the slaves?"],
-    "location": ["Where is the Eiffel Tower?", "What is the capital of Peru?"],
-    "numeric": ["How tall is Mount Everest?", "When did World War II end?"],
-}
-TEXTS = ["What is the population of Canada?", "Who invented the telephone?", "What does CPU stand for?",
-         "Where do kangaroos live?", "Why do cats purr?", "What is the fastest car in the world?",
-         "How many legs does a spider have?", "Who painted the Mona Lisa?"]
-# One line of text, as promptmix_dspy.llm.settings constrains generated texts; \x00-\x1f excluded because llama-cpp-python's
-# grammar lets raw control characters into JSON strings, which strict JSON parsing then rejects.
-TEXT_PATTERN = r"^[A-Za-z0-9'(¿¡][^\x00-\x1f{}\[\]`#<>|\\\"]{7,159}$"
-SYSTEM = ("Your input fields are:\n1. `text` (str): the text to classify\n2. `class_descriptions` (str): the "
-          "candidate classes, one per line, as name: description, with two examples each\nYour output fields "
-          "are:\n1. `{field}`\nAll interactions will be structured in JSON with the output fields in order. "
-          "In adhering to this structure, your objective is: {task}")
+DATASETS = ("trec6", "subj")
 
 
-@dataclass
-class Result:
-    workload: str
-    inflight: int
-    calls: int
-    wall_s: float
-    completion_tokens: int
-    prompt_tokens: float
-    latency_s: float
-    valid: int
+def _sample(dataset, n: int, seed_texts: set[str]) -> list:
+    by: dict[str, list] = {}
+    for ex in dataset.train:
+        if ex.text not in seed_texts:
+            by.setdefault(ex.label, []).append(ex)
+    rng, out = random.Random(1), []
+    for label in dataset.labels:
+        out += rng.sample(by[label], min(max(1, n // len(dataset.labels)), len(by[label])))
+    rng.shuffle(out)
+    return out
 
 
-def class_block(names: list[str]) -> str:
-    return "\n".join(f"- {name}: {CLASSES[name]}. Examples: {' | '.join(EXAMPLES[name])}" for name in names)
+def _macro_f1(gold: list[str], pred: list, labels: list[str]) -> float:
+    scores = []
+    for label in labels:
+        tp = sum(g == p == label for g, p in zip(gold, pred))
+        support, predicted = gold.count(label), sum(p == label for p in pred)
+        if support or predicted:
+            scores.append(2 * tp / (support + predicted))
+    return sum(scores) / len(scores)
 
 
-def relabel_request(i: int) -> dict:
-    candidates = list(CLASSES)[i % 2:][:5]  # as in PromptMix: the 5 classes nearest the text
-    schema = {"type": "object", "required": ["label"],
-              "properties": {"label": {"type": "string", "enum": candidates}}}
-    task = "Classify the text into exactly one of the candidate classes. Answer with the class name only."
-    text = TEXTS[i % len(TEXTS)]
-    user = f"[[ ## class_descriptions ## ]]\n{class_block(candidates)}\n\n[[ ## text ## ]]\n{text}\n\n" \
-           "Respond with a JSON object with the field `label`, one of the class names."
-    return {"messages": [{"role": "system", "content": SYSTEM.format(field="label", task=task)},
-                         {"role": "user", "content": user}],
-            "max_tokens": 16, "temperature": 0.0, "response_format": {"type": "json_object", "schema": schema}}
+def _pipeline(handle, relabeler, texts: list[str], inflight: int) -> tuple[list, dict, float]:
+    """Labels through the pipeline's Relabeler, ``inflight`` calls at once; usage summed from DSPy's tracker."""
+    from dspy.utils.usage_tracker import track_usage
 
+    def one(text: str):
+        with handle.context():
+            with track_usage() as tracker:
+                pred = relabeler(texts=[text])
+            usage = next(iter(tracker.get_total_tokens().values()), {})
+        return pred.classes[0], usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
 
-def generate_request(i: int) -> dict:
-    names = list(CLASSES)
-    group = [names[(i + k) % len(names)] for k in range(4)]  # as in PromptMix: 4 classes a prompt
-    major, minor = group[0], group[1 + i % 3]
-    share = 80 + 5 * (i % 4)
-    schema = {"type": "object", "required": ["texts"], "properties": {"texts": {
-        "type": "array", "items": {"type": "string", "pattern": TEXT_PATTERN}, "minItems": 3, "maxItems": 3}}}
-    task = (f"Generate a diverse set of 3 short utterances where each utterance belongs {share}% to the class "
-            f"'{major}' and {100 - share}% to the class '{minor}'.")
-    user = f"[[ ## class_descriptions ## ]]\n{class_block(group)}\n\nRespond with a JSON object with the field " \
-           "`texts`, a list of 3 strings."
-    return {"messages": [{"role": "system", "content": SYSTEM.format(field="texts", task=task)},
-                         {"role": "user", "content": user}],
-            "max_tokens": 256, "temperature": 1.0, "response_format": {"type": "json_object", "schema": schema}}
-
-
-def is_valid(workload: str, content: str) -> bool:
-    try:
-        answer = json.loads(content)
-    except json.JSONDecodeError:
-        return False
-    if workload == "relabel":
-        return isinstance(answer, dict) and answer.get("label") in CLASSES
-    texts = answer.get("texts") if isinstance(answer, dict) else None
-    return isinstance(texts, list) and len(texts) == 3 and all(isinstance(t, str) and t.strip() for t in texts)
-
-
-def one_call(client: OpenAI, workload: str, i: int) -> tuple[float, int, int, bool]:
-    build = relabel_request if workload == "relabel" else generate_request
-    start = time.perf_counter()
-    resp = client.chat.completions.create(model="smollm2", **build(i))
-    latency = time.perf_counter() - start
-    valid = is_valid(workload, resp.choices[0].message.content or "")
-    return latency, resp.usage.prompt_tokens, resp.usage.completion_tokens, valid
-
-
-def run_workload(client: OpenAI, workload: str, inflight: int, calls: int) -> Result:
+    started = time.perf_counter()
     with ThreadPoolExecutor(inflight) as pool:
-        list(pool.map(lambda i: one_call(client, workload, i), range(inflight)))  # warm every worker
-        start = time.perf_counter()
-        rows = list(pool.map(lambda i: one_call(client, workload, i), range(calls)))
-        wall = time.perf_counter() - start
-    return Result(workload, inflight, calls, wall, sum(r[2] for r in rows), statistics.mean(r[1] for r in rows),
-                  statistics.mean(r[0] for r in rows), sum(r[3] for r in rows))
+        results = list(pool.map(one, texts))
+    seconds = time.perf_counter() - started
+    usage = {"prompt_tokens": sum(r[1] for r in results), "completion_tokens": sum(r[2] for r in results)}
+    return [r[0] for r in results], usage, seconds
 
 
-def bench_parallel(inflight: int, relabel_calls: int, generate_calls: int) -> tuple[float, list[Result]]:
-    start = time.perf_counter()
-    with LocalServer(parallel=inflight) as server:
-        started = time.perf_counter() - start
-        client = OpenAI(base_url=server.base_url, api_key="local", max_retries=0, timeout=600)
-        results = [run_workload(client, "relabel", inflight, relabel_calls),
-                   run_workload(client, "generate", inflight, generate_calls)]
-    return started, results
+def _plain(handle, dataset, seeds: dict[str, list[str]], texts: list[str], inflight: int) -> list:
+    """The same model with a plain prompt: task, classes with descriptions, seeds as worked turns, JSON enum."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=handle.api_base, api_key="local")
+    classes = "\n".join(f"- {label}: {dataset.descriptions[label]}" for label in dataset.labels)
+    system = f"{dataset.task}\n\nThe classes:\n{classes}\n\nAnswer in JSON: {{\"label\": <one class name>}}."
+    demos = [(text, label) for label in dataset.labels for text in seeds[label]]
+    random.Random(0).shuffle(demos)
+    messages = [{"role": "system", "content": system}]
+    for text, label in demos:
+        messages += [{"role": "user", "content": f"Text: {text}"},
+                     {"role": "assistant", "content": json.dumps({"label": label})}]
+    schema = {"type": "object", "properties": {"label": {"type": "string", "enum": list(dataset.labels)}},
+              "required": ["label"]}
+
+    def one(text: str):
+        reply = client.chat.completions.create(
+            model=handle.model.split("/", 1)[-1], messages=messages + [{"role": "user", "content": f"Text: {text}"}],
+            temperature=0.0, max_tokens=32, response_format={"type": "json_object", "schema": schema})
+        try:
+            return json.loads(reply.choices[0].message.content)["label"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return None
+
+    with ThreadPoolExecutor(inflight) as pool:
+        return list(pool.map(one, texts))
 
 
-def print_table(starts: dict[int, float], results: list[Result]) -> None:
-    print(f"\ncores available: {len(os.sched_getaffinity(0))}; threads per worker = max(1, cores // parallel); "
-          f"load average now {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
-    print("server start (s): " + ", ".join(f"parallel={n}: {s:.1f}" for n, s in starts.items()))
-    print(f"\n{'workload':<9} {'in flight':>9} {'calls':>5} {'wall s':>7} {'calls/s':>8} {'compl tok/s':>11} "
-          f"{'prompt tok':>10} {'latency s':>9} {'valid':>6}")
-    for r in results:
-        print(f"{r.workload:<9} {r.inflight:>9} {r.calls:>5} {r.wall_s:>7.1f} {r.calls / r.wall_s:>8.2f} "
-              f"{r.completion_tokens / r.wall_s:>11.1f} {r.prompt_tokens:>10.0f} {r.latency_s:>9.2f} "
-              f"{r.valid:>3}/{r.calls:<2}")
+def run_model(name: str, args: argparse.Namespace) -> list[str]:
+    from promptmix_dspy.data.datasets import load_dataset
+    from promptmix_dspy.data.fewshot import few_shot_split
+    from promptmix_dspy.llm.settings import LMSettings, open_lm
+    from promptmix_dspy.method.modules import Relabeler
+    from promptmix_dspy.method.signatures import ClassCard
+
+    lines = [f"## {name}", ""]
+    data = {}
+    for ds_name in DATASETS:
+        dataset = load_dataset(ds_name, data_dir=args.data_dir)
+        split = few_shot_split(dataset, 2, 0)
+        seeds = split.seeds_by_label()
+        cards = [ClassCard(name=label, description=dataset.descriptions[label], examples=seeds[label])
+                 for label in dataset.labels]
+        data[ds_name] = (dataset, seeds, Relabeler(cards, task=dataset.task),
+                         _sample(dataset, args.texts, {e.text for e in split.seeds}))
+    speed = ["| in flight | server start s | calls/s | prompt tok/s | completion tok/s |", "|---:|---:|---:|---:|---:|"]
+    for inflight in args.inflight:
+        started = time.perf_counter()
+        with open_lm(LMSettings(local_model=name, server_parallel=min(inflight, 2), cache=False,
+                                timeout=600)) as handle:
+            start = time.perf_counter() - started
+            dataset, seeds, relabeler, sample = data["trec6"]
+            texts = [ex.text for ex in sample[:args.speed_calls]]
+            _pipeline(handle, relabeler, texts[:2], 1)  # warm-up: the first prompt fills the prefix cache
+            _, usage, seconds = _pipeline(handle, relabeler, texts, inflight)
+            speed.append(f"| {inflight} | {start:.1f} | {len(texts) / seconds:.2f} | "
+                         f"{usage['prompt_tokens'] / seconds:,.0f} | {usage['completion_tokens'] / seconds:.1f} |")
+            print(speed[-1], flush=True)
+            if inflight != args.quality_inflight:
+                continue
+            quality = ["| dataset | texts | pipeline acc | pipeline macro-F1 | pipeline no answer | plain acc | "
+                       "plain macro-F1 | pipeline prompt tok/text |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            for ds_name, (dataset, seeds, relabeler, sample) in data.items():
+                texts, gold = [ex.text for ex in sample], [ex.label for ex in sample]
+                piped, usage, _ = _pipeline(handle, relabeler, texts, inflight)
+                plain = _plain(handle, dataset, seeds, texts, inflight)
+                acc = [sum(p == g for p, g in zip(pred, gold)) / len(gold) for pred in (piped, plain)]
+                f1 = [_macro_f1(gold, pred, dataset.labels) for pred in (piped, plain)]
+                quality.append(f"| {ds_name} | {len(texts)} | {acc[0]:.1%} | {f1[0]:.3f} | "
+                               f"{sum(p is None for p in piped)} | {acc[1]:.1%} | {f1[1]:.3f} | "
+                               f"{usage['prompt_tokens'] / len(texts):.0f} |")
+                print(quality[-1], flush=True)
+    return lines + ["Speed (pipeline relabel calls on TREC6, face-value tokens):", "", *speed, "",
+                    f"Relabel quality ({args.quality_inflight} in flight, temperature 0):", "", *quality, ""]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="qwen2.5-coder-1.5b,smollm2-135m")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--texts", type=int, default=60, help="Labelled train texts per dataset.")
+    parser.add_argument("--speed-calls", type=int, default=16)
     parser.add_argument("--inflight", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--relabel-calls", type=int, default=24)
-    parser.add_argument("--generate-calls", type=int, default=8)
-    args = parser.parse_args(argv)
-    starts, results = {}, []
-    for n in args.inflight:
-        print(f"parallel={n} ...", file=sys.stderr, flush=True)
-        starts[n], rows = bench_parallel(n, args.relabel_calls, args.generate_calls)
-        results += rows
-    print_table(starts, results)
+    parser.add_argument("--quality-inflight", type=int, default=2)
+    parser.add_argument("--out", default="evals/results/local_llm.md")
+    args = parser.parse_args()
+    lines = ["# The embedded LLMs through promptmix (benchmarks/local_llm.py)", "",
+             f"2 CPU cores; {args.texts} labelled train texts per dataset outside seed 0's 2-shot seeds.", ""]
+    for name in args.models.split(","):
+        lines += run_model(name, args)
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(report, encoding="utf-8")
 
 
 if __name__ == "__main__":
