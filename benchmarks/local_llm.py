@@ -61,10 +61,14 @@ def _pipeline(handle, relabeler, texts: list[str], inflight: int) -> tuple[list,
             usage = next(iter(tracker.get_total_tokens().values()), {})
         return pred.classes[0], usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
 
-    started = time.perf_counter()
+    from promptmix_dspy.method.candidates import plan_batches
+
+    order = [batch[0] for batch in plan_batches(texts, relabeler.selector, 1)]  # the pipeline's order: by
+    started = time.perf_counter()                                                 # candidate set, prefix reuse
     with ThreadPoolExecutor(inflight) as pool:
-        results = list(pool.map(one, texts))
+        labels = dict(zip(order, pool.map(one, order)))
     seconds = time.perf_counter() - started
+    results = [labels[text] for text in texts]
     usage = {"prompt_tokens": sum(r[1] for r in results), "completion_tokens": sum(r[2] for r in results)}
     return [r[0] for r in results], usage, seconds
 

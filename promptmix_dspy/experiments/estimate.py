@@ -24,15 +24,20 @@ from promptmix_dspy.llm.adapters import ADAPTERS
 from promptmix_dspy.llm.settings import estimate_price
 from promptmix_dspy.method.mixing import mix_plan
 from promptmix_dspy.method.modules import share_phrase
-from promptmix_dspy.method.signatures import ClassCard, DescribeClass, GenerateBorderlineExamples, relabel_signature_for
+from promptmix_dspy.method.signatures import (
+    ClassCard,
+    DescribeClass,
+    GenerateBorderlineExamples,
+    relabel_signature_for,
+    with_task,
+)
 
 if TYPE_CHECKING:
     from promptmix_dspy.experiments.grid import GridSpec
 
-__all__ = ["Estimate", "estimate_grid", "format_estimate"]
+__all__ = ["Estimate", "embedded_model_name", "estimate_grid", "format_estimate"]
 
 logger = logging.getLogger(__name__)
-EMBEDDED_MODEL = "hosted_vllm/smollm2"
 SAMPLE = 40  # prompts formatted per stage to measure the mean prompt length
 
 
@@ -98,7 +103,7 @@ class _Context:
     def __init__(self, spec: ExperimentSpec, split: FewShotSplit):
         settings = spec.lm_settings()
         self.spec, self.split = spec, split
-        self.model = settings.model or EMBEDDED_MODEL
+        self.model = settings.model or embedded_model_name(settings.local_model)
         name = settings.adapter if settings.adapter != "auto" else ("llama-cpp" if settings.embedded else "json")
         self.adapter = ADAPTERS[name]()
         seeds = split.seeds_by_label()
@@ -126,31 +131,57 @@ class _Context:
         config = self.spec.augment_config(generation)
         plan = mix_plan(self.split.labels, config.per_class, config.seed, texts_per_call=config.texts_per_call,
                         group_size=config.group_size, fixed_share=config.fixed_share)
-        prompts = [self.prompt(GenerateBorderlineExamples, self._generation_inputs(call)) for call in plan]
+        signature = with_task(GenerateBorderlineExamples, self.split.dataset.task)
+        prompts = [self.prompt(signature, self._generation_inputs(call)) for call in plan]
         completion = int(config.texts_per_call * (self.text_tokens + 4) + 10)
-        return Estimate(self.spec.dataset, f"generate ({generation})", len(plan), len(plan) * config.max_rounds,
+        asks = 1 + config.reask  # a re-ask for the texts clean-up dropped is one more request of the same call
+        return Estimate(self.spec.dataset, f"generate ({generation})", len(plan), len(plan) * config.max_rounds * asks,
                         sum(prompts), completion * len(plan))
 
     def _generation_inputs(self, call: Any) -> dict:
         return {"class_cards": [self.cards[c] for c in call.group], "majority_class": call.majority,
                 "minority_class": call.minority or "none", "num_texts": call.num_texts,
-                "majority_share": share_phrase(call.majority, call.minority, call.majority_share)}
+                "majority_share": share_phrase(call.majority, call.minority, call.majority_share),
+                "already_written": [], "num_texts": call.num_texts}
 
     def relabel(self, stage: str, texts: list[str], calls: int | None = None) -> Estimate:
-        """Mean prompt over a sample of texts (the top-k candidates approximated by the first k classes)."""
-        names = self.split.labels[: self.spec.top_k]
-        signature = relabel_signature_for(names)
-        cards = [self.cards[n] for n in names]
-        sample = texts[:SAMPLE] or [""]
-        mean = statistics.fmean(self.prompt(signature, {"text": t, "candidate_classes": cards}) for t in sample)
+        """Mean prompt over a sample of texts, formatted as the Relabeler sends it (its candidates, its cards
+        without examples, the seeds as one worked example), one text per call times ``relabel_batch``."""
+        from promptmix_dspy.method.modules import Relabeler
+
+        relabeler = Relabeler(list(self.cards.values()), task=self.split.dataset.task, top_k=self.spec.top_k)
+        batch = max(1, self.spec.relabel_batch)
+        sample = [texts[i:i + batch] for i in range(0, min(len(texts), SAMPLE), batch)] or [[""]]
+        sizes = []
+        for chunk in sample:
+            names = relabeler._candidates(chunk)
+            cards = relabeler._cards(names, chunk)
+            signature = relabel_signature_for(names, relabeler.relabel.signature)
+            inputs = {"candidate_classes": [c.model_copy(update={"examples": []}) for c in cards], "texts": chunk}
+            sizes.append(self.tokens(self.adapter.format(signature, demos=relabeler._demos(cards, chunk),
+                                                         inputs=inputs)))
         n = len(texts) if calls is None else calls
-        completion = 8 + max(self.tokens([{"role": "user", "content": label}]) for label in names)
-        return Estimate(self.spec.dataset, stage, n, n, int(mean * n), completion * n)
+        n_calls = -(-n // batch)
+        names = self.split.labels
+        completion = 6 + batch * (4 + max(self.tokens([{"role": "user", "content": label}]) for label in names))
+        return Estimate(self.spec.dataset, stage, n_calls, n_calls, int(statistics.fmean(sizes) * n_calls),
+                        completion * n_calls)
+
+
+def embedded_model_name(local_model: str | None = None) -> str:
+    """The litellm name runs give the embedded server: hosted_vllm/<registry name or the GGUF file's stem>."""
+    import os
+    from pathlib import Path
+
+    from promptmix_dspy.llm.models import DEFAULT_LOCAL_MODEL, LOCAL_MODEL_ENV
+
+    choice = local_model or os.environ.get(LOCAL_MODEL_ENV) or DEFAULT_LOCAL_MODEL
+    return f"hosted_vllm/{Path(choice).stem if choice.endswith('.gguf') else choice}"
 
 
 def format_estimate(estimates: list[Estimate], model: str | None = None) -> str:
     """A table of calls and tokens per dataset and stage, the totals and the price."""
-    model = model or EMBEDDED_MODEL
+    model = model or embedded_model_name()
     lines = [f"{'dataset':<20} {'stage':<18} {'calls':>14} {'prompt tokens':>14} {'completion tokens':>18}"]
     for e in estimates:
         calls = f"{e.calls}" if e.calls == e.max_calls else f"{e.calls} (<= {e.max_calls})"
