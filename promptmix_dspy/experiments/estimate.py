@@ -142,7 +142,7 @@ class _Context:
         return {"class_cards": [self.cards[c] for c in call.group], "majority_class": call.majority,
                 "minority_class": call.minority or "none", "num_texts": call.num_texts,
                 "majority_share": share_phrase(call.majority, call.minority, call.majority_share),
-                "already_written": [], "num_texts": call.num_texts}
+                "already_written": []}
 
     def relabel(self, stage: str, texts: list[str], calls: int | None = None) -> Estimate:
         """Mean prompt over a sample of texts, formatted as the Relabeler sends it (its candidates, its cards
