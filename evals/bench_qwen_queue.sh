@@ -2,7 +2,7 @@
 # The order the Qwen benchmark was run in on 2 cores, one LLM job at a time; every step resumes, so run the
 # whole script again (nohup) after an interruption and finished steps cost nothing:
 #   nohup bash evals/bench_qwen_queue.sh > runs/queue.log 2>&1 &
-# Seed 0 of every dataset first, the compile and feedback rows next, then the other seeds. After each LLM step
+# Seed 0 of every dataset first, the feedback and compile rows next, then the other seeds. After each LLM step
 # the students-only grid (min 300 steps, bench_qwen2.5-coder-1.5b_300steps.toml) trains on what it made, and
 # both reports are rewritten.
 set -uo pipefail
@@ -20,16 +20,16 @@ reports() {
 step() {  # step DATASETS SEEDS METHODS: the main grid's cells, then the same students trained longer
   echo "=== $(date -u +%H:%M) main $*"
   $P bench "${MAIN[@]}" --datasets "$1" --seeds "$2" --methods "$3" || echo "!!! main step failed: $*"
+  echo "=== $(date -u +%H:%M) long $*"
   $P bench "${LONG[@]}" --datasets "$1" --seeds "$2" --methods "$3" || echo "!!! long step failed: $*"
   reports
 }
-compile() {  # compile DATASET: relabeler (bootstrap or mipro, best on leave-one-out dev) and generator
-  [ -f "programs/$1/generator.json" ] && return 0
+compile() {  # compile DATASET: relabeler and generator (bootstrap; the uncompiled one is kept where it
+  [ -f "programs/$1/meta.json" ] && return 0    # scores higher on leave-one-out dev), with the gain table
   echo "=== $(date -u +%H:%M) compile $1"
-  $P compile --dataset "$1" --data-dir $D --out "programs/$1" --program relabeler --optimizer bootstrap,mipro \
-    --threads 2 || echo "!!! compile relabeler $1 failed"
-  $P compile --dataset "$1" --data-dir $D --out "programs/$1" --program generator --optimizer bootstrap \
-    --threads 2 || echo "!!! compile generator $1 failed"
+  .venv/bin/python evals/compile_gain.py --dataset "$1" --data-dir $D --optimizer bootstrap --test-size 60 \
+    --save "programs/$1" --save-from bootstrap --table "evals/results/compile_gain_$1.md" \
+    || echo "!!! compile $1 failed"
 }
 
 step trec6,subj 0 $PAPER
@@ -39,11 +39,11 @@ step trec6 0 a2c
 step twitter_complaints 0 $PAPER
 compile subj
 step subj 0 a2c,a2fb
-step trec6,subj 1 a1,a2,nomix,baseline,eda,baseline5,a2c,a2fb
+step trec6,subj 1 $PAPER,a2c,a2fb
 compile twitter_complaints
 step twitter_complaints 0 a2c,a2fb
-step trec6,subj,twitter_complaints 1 $PAPER,a2x
+step trec6,subj,twitter_complaints 0,1 a2x
+step twitter_complaints 1 $PAPER,a2c,a2fb
 step trec6,subj,twitter_complaints 2 $PAPER,a2c,a2fb,a2x
-step trec6,subj,twitter_complaints 0 a2x
 step banking77 0 $PAPER
 echo "=== $(date -u +%H:%M) queue done"
