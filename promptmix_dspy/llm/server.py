@@ -119,7 +119,9 @@ class LocalServer:
         self.n_ctx = n_ctx or self.resolved.n_ctx
         self._port_arg, self.port = port, port
         self.startup_timeout = startup_timeout
-        self.threads = threads or self.resolved.threads or max(1, _cpu_count() // self.parallel)
+        # the registry's threads suit its worker layout; another layout splits the cores among its workers
+        layout = self.resolved.threads if self.parallel == self.resolved.workers else None
+        self.threads = threads or layout or max(1, _cpu_count() // self.parallel)
         self._log_dir_arg = log_dir
         self.log_dir: Path | None = None
         self._children: list[_Child] = []
