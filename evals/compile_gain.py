@@ -7,7 +7,7 @@ accuracy is only reported, on a seeded subsample of the test split (--test-size)
     python evals/compile_gain.py --dataset trec6 --data-dir ../shared/data --optimizer labeled \\
         --optimizer bootstrap --save programs/trec6 --table evals/results/compile_gain_trec6.md
 
-With no --lm the embedded SmolLM2 server is used. Prints a markdown table, with the settings beside it.
+With no --lm the embedded server runs the default local model (Qwen2.5-Coder-1.5B-Instruct). Prints a markdown table, with the settings beside it.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def main() -> int:
 
 
 def _render(args: argparse.Namespace, optimizers: list[str], lines: list[str], lm: dict, seconds: float) -> str:
-    model = lm["model"] + (" (embedded SmolLM2-135M-Instruct, llama.cpp, JSON-schema constrained)"
+    model = lm["model"] + (f" (the embedded {lm.get('local_model', 'model')} on llama.cpp, JSON-schema constrained)"
                            if lm["embedded"] else "")
     opts = ", ".join(f"{o} {_settings_for(o, args.opt) or '(defaults)'}" for o in optimizers)
     header = ["| program (optimizer) | metric | split | n | before | after | change |",
