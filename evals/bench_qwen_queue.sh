@@ -2,7 +2,8 @@
 # The order the Qwen benchmark was run in on 2 cores, one LLM job at a time; every step resumes, so run the
 # whole script again (nohup) after an interruption and finished steps cost nothing:
 #   nohup bash evals/bench_qwen_queue.sh > runs/queue.log 2>&1 &
-# Seed 0 of every dataset first, the feedback and compile rows next, then the other seeds. After each LLM step
+# Seed 0 first (trec6 and subj, then the compile, a2c and second-round rows, then twitter_complaints), then
+# the other seeds; the second round (a2fb) runs in the students-only grid first, where round 1's student learns. After each LLM step
 # the students-only grid (min 300 steps, bench_qwen2.5-coder-1.5b_300steps.toml) trains on what it made, and
 # both reports are rewritten.
 set -uo pipefail
@@ -32,18 +33,30 @@ compile() {  # compile DATASET: relabeler and generator (bootstrap; the uncompil
     || echo "!!! compile $1 failed"
 }
 
+long() {  # long DATASETS SEEDS METHODS: the students-only grid alone (a2fb's second round is the cell's own
+  echo "=== $(date -u +%H:%M) long $*"  # LLM work, aimed at that grid's round-1 student)
+  $P bench "${LONG[@]}" --datasets "$1" --seeds "$2" --methods "$3" || echo "!!! long step failed: $*"
+  reports
+}
+
 step trec6,subj 0 $PAPER
-step trec6 0 a2fb
 compile trec6
 step trec6 0 a2c
+long trec6 0 a2fb
 step twitter_complaints 0 $PAPER
 compile subj
-step subj 0 a2c,a2fb
-step trec6,subj 1 $PAPER,a2c,a2fb
+step subj 0 a2c
+long subj 0 a2fb
+step trec6,subj 1 $PAPER,a2c
+long trec6,subj 1 a2fb
 compile twitter_complaints
-step twitter_complaints 0 a2c,a2fb
+step twitter_complaints 0 a2c
+long twitter_complaints 0 a2fb
 step trec6,subj,twitter_complaints 0,1 a2x
-step twitter_complaints 1 $PAPER,a2c,a2fb
-step trec6,subj,twitter_complaints 2 $PAPER,a2c,a2fb,a2x
+step twitter_complaints 1 $PAPER,a2c
+long twitter_complaints 1 a2fb
+step trec6,subj,twitter_complaints 2 $PAPER,a2c,a2x
+long trec6,subj,twitter_complaints 2 a2fb
+step trec6,subj,twitter_complaints 0,1,2 a2fb
 step banking77 0 $PAPER
 echo "=== $(date -u +%H:%M) queue done"
