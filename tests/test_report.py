@@ -133,6 +133,19 @@ def test_report_dir_holds_the_whole_report(tmp_path):
     assert all(p.parent == tmp_path / "committed" for p in paths["files"])
 
 
+def test_a_hand_written_reading_in_the_report_folder_appears_below_the_claims(tmp_path):
+    grid = GridSpec(["trec6"], ["baseline"], [0])
+    rows = [dict(ROWS[3], versions={})]
+    dest = tmp_path / "committed"
+    write_grid_report(grid, tmp_path / "grid", rows, report_dir=dest)
+    assert "## Reading" not in (dest / "results.md").read_text()
+    (dest / "reading.md").write_text("- a2 beats a1 by 33 points on trec6 seed 0.\n")
+    write_grid_report(grid, tmp_path / "grid", rows, report_dir=dest)
+    text = (dest / "results.md").read_text()
+    assert text.index("## The paper's claims") < text.index("## Reading") < text.index("## Settings")
+    assert "- a2 beats a1 by 33 points on trec6 seed 0." in text
+
+
 def test_pending_cells_say_so_and_partial_ones_say_how_many_seeds():
     table = results_table(ROWS, ["trec6", "subj", "banking77"], ["a2", "baseline"], seeds=3)
     a2 = next(line for line in table.splitlines() if "**a2**" in line)

@@ -100,6 +100,9 @@ def format_cost(row: dict) -> str:
 # The report
 
 
+READING = "reading.md"  # a hand-written reading of the numbers in the report folder, shown below the claims
+
+
 def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], command: str = "",
                       report_dir: str | Path | None = None) -> dict:
     """Write results.{jsonl,md} and the plots of the grid in out into report_dir (default: out itself).
@@ -113,7 +116,9 @@ def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], c
     files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows)]
     table = results_table(rows, grid.datasets, grid.methods, seeds=len(grid.seeds))
     examples = [line for dataset, gens in generations.items() if gens for line in examples_table(dataset, gens[0])]
-    atomic_write_text(dest / "results.md", _markdown(grid, rows, table, command, files, examples))
+    reading = dest / READING
+    reading = reading.read_text(encoding="utf-8").strip().splitlines() if reading.is_file() else []
+    atomic_write_text(dest / "results.md", _markdown(grid, rows, table, command, files, examples, reading))
     return {"table": table, "files": files}
 
 
@@ -154,7 +159,7 @@ def _generations(out: Path, key: str, seeds: Sequence[int]) -> list[Path]:
 
 
 def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str, files: list[Path],
-              examples: list[str]) -> str:
+              examples: list[str], reading: list[str] = ()) -> str:
     seeds = ", ".join(str(s) for s in grid.seeds)
     parts = [f"# PromptMix benchmark: {', '.join(dataset_key(d) for d in grid.datasets)}", "",
              f"Test accuracy (%), mean ± standard deviation over seeds {seeds} (sample standard deviation, "
@@ -166,6 +171,8 @@ def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str, 
              "standard deviation and most paired seeds agree, does not hold where it is lower by that much, and "
              "is within the noise otherwise (promptmix_dspy/experiments/claims.py).", "",
              *claims_section(rows, grid.datasets, grid.methods), "",
+             *([f"## Reading (by hand, from {READING}, as of the cells finished when it was written)", "", *reading, ""]
+               if reading else []),
              "## Settings", "", *_settings(grid, rows), "",
              "## Generated data", "", *_generation_lines(rows), "", *examples,
              "## Cost per cell (mean over seeds)", "",
