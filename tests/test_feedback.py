@@ -149,3 +149,24 @@ def test_a2fb_reads_no_test_label_and_resumes_between_rounds_without_repeating_a
     assert row["second_round"]["rows"] > 0 and (clean / "confusion.png").exists()
     assert resumed.count("texts") == calls and resumed.count("label") == texts  # round 2 only, nothing else
     assert again["train_rows"] == row["train_rows"]
+
+
+def test_cli_augment_rounds_2_adds_the_second_round_and_names_the_pairs(tmp_path, tiny_bert):
+    from typer.testing import CliRunner
+
+    from promptmix_dspy.cli.app import app
+
+    data, out = _dataset_dir(tmp_path / "data", poison_test=False), tmp_path / "run"
+    with ScriptedServer(RuleResponder(generate=stable_generate, relabel=_relabel)) as server:
+        result = CliRunner().invoke(app, [
+            "augment", "--dataset", str(data), "--out", str(out), "--per-class", "3", "--texts-per-call", "3",
+            "--top-k", "3", "--threads", "1", "--lm", "hosted_vllm/scripted", "--api-base", server.base_url,
+            "--no-cache", "--rounds", "2", "--round1-student", str(tiny_bert)])
+    assert result.exit_code == 0, result.output
+    round1 = (out / "augmented.jsonl").read_text().splitlines()
+    both = [json.loads(line) for line in (out / "augmented_2rounds.jsonl").read_text().splitlines()]
+    pairs = json.loads((out / "round2" / "pairs.json").read_text())["pairs"]
+    assert len(both) > len(round1) and {r.get("round", 1) for r in both} == {1, 2}
+    assert "round 2: the round-1 student disagreed with the LLM most on" in result.output
+    assert all(f"{p['true']} -> {p['predicted']}" in result.output for p in pairs)
+    assert (out / "round2" / "student_round1" / "README.md").is_file()  # a real student was trained on round 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -27,7 +27,14 @@ RunOut = Annotated[Path, typer.Option("--out", "-o", help="Run folder (re-runnin
 
 @with_groups
 def augment(data: DataOptions, out: RunOut, generation: GenerationOptions, lm: LMOptions, budget: BudgetOptions,
-            shots: Shots = None, seed: Seed = None, verbose: Verbose = False) -> None:
+            shots: Shots = None, seed: Seed = None,
+            rounds: Annotated[int, typer.Option("--rounds", min=1, max=2, help="2: then a second round aimed at "
+                                                "where a student trained on round 1 disagrees with the LLM "
+                                                "(OUT/round2, OUT/augmented_2rounds.jsonl).")] = 1,
+            round1_student: Annotated[Optional[str], typer.Option("--round1-student", help="The student trained "
+                                                                  "on round 1 to find its confusions (--rounds 2; "
+                                                                  "default all-MiniLM-L6-v2).")] = None,
+            verbose: Verbose = False) -> None:
     """Generate borderline examples, relabel them, and write OUT/augmented.jsonl with provenance."""
     setup_logging(verbose)
     from promptmix_dspy.llm.settings import open_lm
@@ -40,7 +47,16 @@ def augment(data: DataOptions, out: RunOut, generation: GenerationOptions, lm: L
         settings, ds = lm.settings(), data.load()
         with open_lm(settings) as handle:
             result = run_augment(ds, out, config, handle, programs=generation.programs)
+            if rounds == 2:
+                from promptmix_dspy.experiments.feedback import second_round_for_run
+
+                both, second = second_round_for_run(ds, out, config, handle, generation.programs,
+                                                    round1_student)
     print_summary(result.summary, out)
+    if rounds == 2:
+        pairs = ", ".join(f"{p['true']} -> {p['predicted']} ({p['rate']:.0%})" for p in second.pairs) or "none"
+        typer.echo(f"round 2: the round-1 student disagreed with the LLM most on {pairs}; "
+                   f"{len(second.rows)} more rows -> {both}")
 
 
 def given_values(**values: object) -> dict:

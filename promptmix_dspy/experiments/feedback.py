@@ -17,6 +17,7 @@ confusion.json, confusion.png), so a killed run resumes without repeating a fini
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -35,10 +36,11 @@ from promptmix_dspy.method.signatures import ClassCard
 from promptmix_dspy.pipeline.config import AugmentConfig
 from promptmix_dspy.pipeline.generate import generation_rows, run_calls
 from promptmix_dspy.pipeline.relabel import label_texts
-from promptmix_dspy.store.files import Journal, atomic_write_json, atomic_write_jsonl, read_json
+from promptmix_dspy.store.files import Journal, atomic_write_json, atomic_write_jsonl, journal_usage, read_json
 
-__all__ = ["PROBE_START", "ROUND2_START", "FeedbackResult", "choose_pairs", "confusion_after", "confusion_counts",
-           "disagreement", "plan_round2", "record_after", "run_for_cell", "second_round"]
+__all__ = ["PROBE_START", "ROUND1_MIN_STEPS", "ROUND2_START", "FeedbackResult", "choose_pairs", "confusion_after",
+           "confusion_counts", "disagreement", "plan_round2", "record_after", "run_for_cell", "second_round",
+           "second_round_for_run"]
 
 logger = logging.getLogger(__name__)
 PROBE_START, ROUND2_START = 100, 200  # sample indices of the probe and round-2 calls: fresh draws, never round 1's
@@ -129,7 +131,7 @@ def _pairs(out: Path, student: Path, probe: list[dict], held_out: list[dict], la
     atomic_write_json(path, {"pairs": pairs, "confusion": confusion, "held_out_confusion": held_out_confusion,
                              "probe_size": len(probe), "held_out_size": len(held_out)})
     logger.info("round 2 goes to %s", ", ".join(f"{p['true']}->{p['predicted']} ({p['rate']:.0%})" for p in pairs))
-    return pairs, confusion
+    return pairs, held_out_confusion  # the same 'before' as a resumed run reads back
 
 
 def confusion_counts(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict:
@@ -228,6 +230,40 @@ def run_for_cell(cell: Any, gen_dir: Path, out: Path, handle: LMHandle, budget: 
 
     return second_round(program, cell.split, cell.generated, config, handle, out, budget, train,
                         lambda folder, texts: predict(folder, texts))
+
+
+ROUND1_MIN_STEPS = 300  # the probe student must learn something: 5 epochs of ~70 rows are ~45 steps
+
+
+def second_round_for_run(dataset: Any, run_dir: Path, config: AugmentConfig, handle: LMHandle,
+                         programs: str | Path | None = None, student: str | None = None) -> tuple[Path, FeedbackResult]:
+    """``promptmix augment --rounds 2``: the second round of a finished augment run, in RUN/round2; writes
+    RUN/augmented_2rounds.jsonl (round 1 + the probe texts not held out + round 2) and returns its path."""
+    from promptmix_dspy.data.fewshot import few_shot_split
+    from promptmix_dspy.pipeline.program import build_program
+    from promptmix_dspy.student.model import predict
+    from promptmix_dspy.student.train import TrainConfig, train_student
+
+    split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
+    descriptions, seeds = read_json(run_dir / "descriptions.json"), split.seeds_by_label()
+    cards = [ClassCard(name=label, description=descriptions[label], examples=seeds[label]) for label in split.labels]
+    program = build_program(cards, config, programs, read_json(run_dir / "task.json")["task"])
+    round1 = [json.loads(line) for line in (run_dir / "augmented.jsonl").read_text(encoding="utf-8").splitlines()
+              if line.strip()]
+    train_config = TrainConfig.for_dataset(dataset.name, min_steps=ROUND1_MIN_STEPS, seed=config.seed,
+                                           **({"student": student} if student else {}))
+
+    def train(rows: list[Example], folder: Path) -> Path:
+        return train_student(rows, split.labels, train_config, folder,
+                             provenance={"method": "round-1 student of augment --rounds 2", "dataset": dataset.name})
+
+    spent = journal_usage([run_dir / "generated.jsonl", run_dir / "relabeled.jsonl"])["cost_usd"] or 0.0
+    result = second_round(program, split, round1, config, handle, run_dir / "round2",
+                          Budget(config.max_errors, config.max_cost, spent_before=spent), train,
+                          lambda folder, texts: predict(folder, texts))
+    path = run_dir / "augmented_2rounds.jsonl"
+    atomic_write_jsonl(path, round1 + result.rows)
+    return path, result
 
 
 def record_after(result: FeedbackResult, student: Path, labels: list[str], out: Path) -> dict:
