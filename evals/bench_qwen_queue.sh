@@ -28,7 +28,7 @@ step() {  # step DATASETS SEEDS METHODS: the main grid's cells, then the same st
 compile() {  # compile DATASET: relabeler and generator (bootstrap; the uncompiled one is kept where it
   [ -f "programs/$1/meta.json" ] && return 0    # scores higher on leave-one-out dev), with the gain table
   echo "=== $(date -u +%H:%M) compile $1"
-  .venv/bin/python evals/compile_gain.py --dataset "$1" --data-dir $D --optimizer bootstrap --test-size 60 \
+  .venv/bin/python evals/compile_gain.py --dataset "$1" --data-dir $D --optimizer bootstrap --test-size 30 \
     --save "programs/$1" --save-from bootstrap --table "evals/results/compile_gain_$1.md" \
     || echo "!!! compile $1 failed"
 }
