@@ -46,9 +46,13 @@ def _journal(path: Path) -> list[dict]:
     return rows
 
 
+def _final_count(folder: Path) -> int:
+    return sum(1 for line in (folder / "augmented.jsonl").read_text(encoding="utf-8").splitlines() if line.strip())
+
+
 def run_cost(folder: Path) -> dict:
     generated, relabeled = _journal(folder / "generated.jsonl"), _journal(folder / "relabeled.jsonl")
-    final = sum(1 for line in (folder / "augmented.jsonl").read_text(encoding="utf-8").splitlines() if line.strip())
+    final = _final_count(folder)
     usage = [r.get("usage") or {} for r in generated + relabeled]
     prompt, completion = sum(u.get("prompt_tokens", 0) for u in usage), sum(u.get("completion_tokens", 0) for u in usage)
     raw = sum(len(r.get("raw_texts") or []) for r in generated)
@@ -75,7 +79,7 @@ def prefix_reuse(pattern: str) -> tuple[int, int, int]:
 def _gen_cost(folder: Path) -> dict:
     """Generation tokens and call-seconds per final example of a finished run folder, and kept texts per call."""
     generated = _journal(folder / "generated.jsonl")
-    final = sum(1 for line in (folder / "augmented.jsonl").read_text(encoding="utf-8").splitlines() if line.strip())
+    final = _final_count(folder)
     usage = [r.get("usage") or {} for r in generated]
     return {"final": final, "tokens": sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in usage)
             / final, "seconds": sum(u.get("seconds", 0) for u in usage) / final,
@@ -127,8 +131,7 @@ def _ours(handle, ctx: dict, batch: int, folder: Path) -> dict:
     journal.unlink(missing_ok=True)
     labels = label_texts(ctx["program"].relabeler, ctx["texts"], journal,
                          AugmentConfig(relabel_batch=batch, num_threads=2), handle, budget, f"relabel x{batch}")
-    seconds = sum((json.loads(line).get("usage") or {}).get("seconds", 0)
-                  for line in journal.read_text(encoding="utf-8").splitlines())
+    seconds = sum((row.get("usage") or {}).get("seconds", 0) for row in _journal(journal))
     return {"preds": [labels[t] for t in ctx["texts"]], "prompt": budget.prompt_tokens,
             "completion": budget.completion_tokens, "relabel_seconds": seconds, "calls": budget.calls}
 
@@ -193,7 +196,7 @@ def live(args: argparse.Namespace) -> list[str]:
     with open_lm(LMSettings(local_model=args.model, cache=False, timeout=600)) as handle:
         client, model = OpenAI(base_url=handle.api_base, api_key="local"), handle.model.split("/", 1)[-1]
         for ds_name in args.datasets.split(","):
-            ctx, n = _context(ds_name, args), args.texts
+            ctx = _context(ds_name, args)
             n = len(ctx["texts"])
             Path(args.work, ds_name).mkdir(parents=True, exist_ok=True)
             orig = _original(client, model, ctx, args)
