@@ -2,8 +2,8 @@
 # The order the Qwen benchmark was run in on 2 cores, one LLM job at a time; every step resumes, so run the
 # whole script again (nohup) after an interruption and finished steps cost nothing:
 #   nohup bash evals/bench_qwen_queue.sh > runs/queue.log 2>&1 &
-# Seed 0 first (trec6 and subj, then the compile, a2c and second-round rows, then twitter_complaints), then
-# the other seeds; the second round (a2fb) runs in the students-only grid first, where round 1's student learns. After each LLM step
+# Seed 0 first (trec6 and subj, then the compile, a2c and second-round rows, then twitter_complaints, then the
+# equal-budget a2x row, so that one seed holds every method), then the other seeds; the second round (a2fb) runs in the students-only grid first, where round 1's student learns. After each LLM step
 # the students-only grid (min 300 steps, bench_qwen2.5-coder-1.5b_300steps.toml) trains on what it made, and
 # both reports are rewritten.
 set -uo pipefail
@@ -47,12 +47,13 @@ step twitter_complaints 0 $PAPER
 compile subj
 step subj 0 a2c
 long subj 0 a2fb
-step trec6,subj 1 $PAPER,a2c
-long trec6,subj 1 a2fb
 compile twitter_complaints
 step twitter_complaints 0 a2c
 long twitter_complaints 0 a2fb
-step trec6,subj,twitter_complaints 0,1 a2x
+step trec6,subj,twitter_complaints 0 a2x
+step trec6,subj 1 $PAPER,a2c
+long trec6,subj 1 a2fb
+step trec6,subj,twitter_complaints 1 a2x
 step twitter_complaints 1 $PAPER,a2c
 long twitter_complaints 1 a2fb
 step trec6,subj,twitter_complaints 2 $PAPER,a2c,a2x
