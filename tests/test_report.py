@@ -195,3 +195,27 @@ def test_a_grid_of_two_cells_with_a_scripted_lm_writes_the_report_with_pending_c
     assert "relabeled" in text and "## The paper's claims" in text
     assert {p.name for p in paths["files"]} >= {"results.md", "accuracy.png", "boundary_trec6.png",
                                                  "labels_trec6.png"}
+
+
+def test_second_round_cells_get_their_pairs_and_confusion_plot_in_the_report(tmp_path):
+    out, dest = tmp_path / "grid", tmp_path / "committed"
+    feedback = out / "cells" / "trec6" / "a2fb" / "seed1" / "feedback"
+    feedback.mkdir(parents=True)
+    (feedback / "confusion.png").write_bytes(PNG + b"plot")
+    second = {"rows": 36, "held_out": 7,
+              "pairs": [{"true": "LOC", "predicted": "HUM", "rate": 0.5, "count": 2, "of": 4},
+                        {"true": "NUM", "predicted": "LOC", "rate": 0.25, "count": 1, "of": 4}],
+              "pair_rates_after": [{"true": "LOC", "predicted": "HUM", "rate": 0.0, "count": 0, "of": 4}]}
+    rows = [dict(_row("trec6", "a2fb", 1, 0.6, second_round=second), versions={}),
+            dict(_row("trec6", "a2fb", 0, 0.5, second_round=dict(second, pairs=[])), versions={}),
+            dict(ROWS[3], versions={})]
+    paths = write_grid_report(GridSpec(["trec6"], ["baseline", "a2fb"], [0, 1]), out, rows, report_dir=dest)
+    md = (dest / "results.md").read_text()
+    assert "## The second round (a2fb): where it was aimed" in md
+    assert "| trec6 | a2fb | 1 | 36 | 7 | LOC -> HUM 0.50 -> 0.00; NUM -> LOC 0.25 -> ? | " \
+           "[confusion_trec6_seed1.png](confusion_trec6_seed1.png) |" in md
+    assert "| trec6 | a2fb | 0 | 36 | 7 | – | – |" in md  # no pairs, no plot: said, not invented
+    assert (dest / "confusion_trec6_seed1.png").read_bytes() == PNG + b"plot"
+    assert dest / "confusion_trec6_seed1.png" in paths["files"]
+    plain = write_grid_report(GridSpec(["trec6"], ["baseline"], [0]), out, [rows[2]], report_dir=tmp_path / "p")
+    assert "second round" not in (tmp_path / "p" / "results.md").read_text() and len(plain["files"]) == 3

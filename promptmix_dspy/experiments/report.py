@@ -3,12 +3,15 @@
 ``write_grid_report(grid, out, rows)`` writes results.md beside results.jsonl, with accuracy.png (accuracy by
 method and dataset) and, per dataset with a PromptMix generation, boundary_<dataset>.png (a 2-D projection of
 sentence embeddings: train texts as class clusters, the seeds, and the generated texts coloured by final label)
-and labels_<dataset>.png (generated_for -> final label). Standard deviations are sample ones (n - 1).
+and labels_<dataset>.png (generated_for -> final label); for each finished second-round cell (a2fb) the class
+pairs round 2 was aimed at, their disagreement with the LLM on the held-out probe texts before and after, and the
+cell's confusion plot copied in as confusion_<dataset>_seed<k>.png. Standard deviations are sample ones (n - 1).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -23,7 +26,7 @@ from promptmix_dspy.store.files import atomic_write_jsonl, atomic_write_text
 if TYPE_CHECKING:
     from promptmix_dspy.experiments.grid import GridSpec
 
-__all__ = ["STAGES", "cost_table", "format_cost", "results_table", "write_grid_report"]
+__all__ = ["STAGES", "cost_table", "format_cost", "results_table", "second_round_section", "write_grid_report"]
 
 logger = logging.getLogger(__name__)
 STAGES = ("describe", "generate", "relabel", "teacher", "train", "evaluate")
@@ -113,12 +116,13 @@ def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], c
     atomic_write_jsonl(dest / "results.jsonl", rows)
     llm_root = Path(grid.share_llm_from) if grid.share_llm_from else out
     generations = {dataset: _generations(llm_root, dataset_key(dataset), grid.seeds) for dataset in grid.datasets}
-    files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows)]
+    second, second_files = second_round_section(rows, out, dest)
+    files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows), *second_files]
     table = results_table(rows, grid.datasets, grid.methods, seeds=len(grid.seeds))
     examples = [line for dataset, gens in generations.items() if gens for line in examples_table(dataset, gens[0])]
     reading = dest / READING
     reading = reading.read_text(encoding="utf-8").strip().splitlines() if reading.is_file() else []
-    atomic_write_text(dest / "results.md", _markdown(grid, rows, table, command, files, examples, reading))
+    atomic_write_text(dest / "results.md", _markdown(grid, rows, table, command, files, examples, reading, second))
     return {"table": table, "files": files}
 
 
@@ -140,6 +144,38 @@ def examples_table(dataset: str, gen_dir: Path, per_class: int = 2, width: int =
     return lines + [""]
 
 
+def second_round_section(rows: Sequence[dict], out: Path, dest: Path) -> tuple[list[str], list[Path]]:
+    """Markdown for the second-round cells (a2fb), one row each, and their confusion plots copied into dest.
+
+    A pair reads "true -> predicted before -> after": the share of the held-out probe texts the LLM put in the
+    true class that the student put in the predicted one, for the round-1 student and for the retrained one."""
+    cells = sorted((r for r in rows if r.get("second_round")), key=lambda r: (r["dataset"], r["method"], r["seed"]))
+    if not cells:
+        return [], []
+    lines = ["Pairs: the LLM's class -> the student's, the student's disagreement on the held-out probe texts "
+             "with the round-1 student -> after round 2 (held-out texts are few: a rate is a count over a handful).",
+             "", "| dataset | method | seed | round-2 rows | held-out probe texts | pairs aimed at | plot |",
+             "|---|---|---:|---:|---:|---|---|"]
+    files = []
+    for row in cells:
+        second, key = row["second_round"], dataset_key(row["dataset"])
+        after = {(p["true"], p["predicted"]): p["rate"] for p in second.get("pair_rates_after") or []}
+        pairs = "; ".join(f"{p['true']} -> {p['predicted']} {p['rate']:.2f} -> "
+                          + (f"{after[(p['true'], p['predicted'])]:.2f}" if (p["true"], p["predicted"]) in after
+                             else "?") for p in second.get("pairs") or []) or "–"
+        source = out / "cells" / key / row["method"] / f"seed{row['seed']}" / "feedback" / "confusion.png"
+        plot = "–"
+        if source.is_file():
+            target = dest / f"confusion_{key}_seed{row['seed']}.png"
+            if source.resolve() != target.resolve():
+                shutil.copyfile(source, target)
+            files.append(target)
+            plot = f"[{target.name}]({target.name})"
+        lines.append(f"| {key} | {row['method']} | {row['seed']} | {second.get('rows', '–')} | "
+                     f"{second.get('held_out', '–')} | {pairs} | {plot} |")
+    return lines + [""], files
+
+
 def _plots(grid: "GridSpec", generations: dict[str, list[Path]], dest: Path, rows: Sequence[dict]) -> list[Path]:
     from promptmix_dspy.experiments.plots import plot_accuracy, plot_boundary, plot_label_matrix
 
@@ -159,7 +195,7 @@ def _generations(out: Path, key: str, seeds: Sequence[int]) -> list[Path]:
 
 
 def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str, files: list[Path],
-              examples: list[str], reading: list[str] = ()) -> str:
+              examples: list[str], reading: list[str] = (), second: list[str] = ()) -> str:
     seeds = ", ".join(str(s) for s in grid.seeds)
     parts = [f"# PromptMix benchmark: {', '.join(dataset_key(d) for d in grid.datasets)}", "",
              f"Test accuracy (%), mean ± standard deviation over seeds {seeds} (sample standard deviation, "
@@ -175,6 +211,7 @@ def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str, 
                if reading else []),
              "## Settings", "", *_settings(grid, rows), "",
              "## Generated data", "", *_generation_lines(rows), "", *examples,
+             *(["## The second round (a2fb): where it was aimed", "", *second] if second else []),
              "## Cost per cell (mean over seeds)", "",
              "a1 is charged only the describe and generate calls of the generation it shares with a2; a2 is "
              "charged all of it. LLM stages (call-s): seconds summed over the stage's calls, resumed sessions "
