@@ -31,38 +31,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from promptmix_dspy.experiments.summary import generation_stats, read_journal
+
 PREFIX = re.compile(r"(\d+) prefix-match hit, remaining (\d+) prompt tokens to eval")
-
-
-def _journal(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a torn last line
-    return rows
-
-
-def _final_count(folder: Path) -> int:
-    return sum(1 for line in (folder / "augmented.jsonl").read_text(encoding="utf-8").splitlines() if line.strip())
-
-
-def run_cost(folder: Path) -> dict:
-    generated, relabeled = _journal(folder / "generated.jsonl"), _journal(folder / "relabeled.jsonl")
-    final = _final_count(folder)
-    usage = [r.get("usage") or {} for r in generated + relabeled]
-    prompt, completion = sum(u.get("prompt_tokens", 0) for u in usage), sum(u.get("completion_tokens", 0) for u in usage)
-    raw = sum(len(r.get("raw_texts") or []) for r in generated)
-    copies = sum(1 for r in generated for _, why in (r.get("dropped") or []) if why == "seed_copy")
-    return {"final": final, "generate_calls": len(generated), "relabel_calls": len(relabeled),
-            "prompt_per_example": prompt / final, "completion_per_example": completion / final,
-            "tokens_per_example": (prompt + completion) / final,
-            "kept_per_call": sum(len(r.get("texts") or []) for r in generated) / max(1, len(generated)),
-            "seed_copy_share": copies / max(1, raw),
-            "call_seconds_per_example": sum(u.get("seconds", 0) for u in usage) / final}
 
 
 def prefix_reuse(pattern: str) -> tuple[int, int, int]:
@@ -78,12 +49,9 @@ def prefix_reuse(pattern: str) -> tuple[int, int, int]:
 
 def _gen_cost(folder: Path) -> dict:
     """Generation tokens and call-seconds per final example of a finished run folder, and kept texts per call."""
-    generated = _journal(folder / "generated.jsonl")
-    final = _final_count(folder)
-    usage = [r.get("usage") or {} for r in generated]
-    return {"final": final, "tokens": sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in usage)
-            / final, "seconds": sum(u.get("seconds", 0) for u in usage) / final,
-            "kept_per_call": sum(len(r.get("texts") or []) for r in generated) / max(1, len(generated))}
+    stats = generation_stats(folder)
+    return {"final": stats["final"], "tokens": stats["generate_tokens_per_example"],
+            "seconds": stats["generate_seconds_per_example"], "kept_per_call": stats["kept_per_call"]}
 
 
 def _chat(client, model: str, prompt: str, temperature: float) -> tuple[str, int, int, float]:
@@ -131,7 +99,7 @@ def _ours(handle, ctx: dict, batch: int, folder: Path) -> dict:
     journal.unlink(missing_ok=True)
     labels = label_texts(ctx["program"].relabeler, ctx["texts"], journal,
                          AugmentConfig(relabel_batch=batch, num_threads=2), handle, budget, f"relabel x{batch}")
-    seconds = sum((row.get("usage") or {}).get("seconds", 0) for row in _journal(journal))
+    seconds = sum((row.get("usage") or {}).get("seconds", 0) for row in read_journal(journal))
     return {"preds": [labels[t] for t in ctx["texts"]], "prompt": budget.prompt_tokens,
             "completion": budget.completion_tokens, "relabel_seconds": seconds, "calls": budget.calls}
 
@@ -256,7 +224,7 @@ def _folder_table(args: argparse.Namespace) -> list[str]:
              "kept/gen call | seed copies | LLM call-s/ex |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for spec in args.run:
         label, _, folder = spec.partition("=")
-        c = run_cost(Path(folder))
+        c = generation_stats(Path(folder))
         lines.append(f"| {label} | {c['final']} | {c['generate_calls']} | {c['relabel_calls']} | "
                      f"{c['prompt_per_example']:.0f} | {c['completion_per_example']:.0f} | "
                      f"{c['tokens_per_example']:.0f} | {c['kept_per_call']:.2f} | {c['seed_copy_share']:.0%} | "

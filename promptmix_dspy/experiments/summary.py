@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["mean_std", "summarize"]
+__all__ = ["generation_stats", "mean_std", "read_journal", "summarize"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -26,3 +28,46 @@ def summarize(rows: Sequence[dict], metric: str = "accuracy") -> dict[tuple[str,
         mean, std = mean_std(values)
         out[key] = {"mean": mean, "std": std, "n": len(values), "values": values}
     return out
+
+
+def read_journal(path: Path) -> list[dict]:
+    """The rows of a JSONL journal ([] when missing), up to a torn last line left by a killed run."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def generation_stats(folder: Path) -> dict[str, Any]:
+    """What a finished generation folder (an `augment` run or a grid's generation) cost and kept, from its journals.
+
+    Tokens and call-seconds are per final example (augmented.jsonl), at face value as the endpoint reported them
+    (generation and relabeling together; ``generate_*`` alone for the generation calls); ``kept_per_call`` is the
+    texts a generation call kept after clean-up, ``seed_copy_share`` the written texts dropped as seed copies."""
+    folder = Path(folder)
+    generated, relabeled = read_journal(folder / "generated.jsonl"), read_journal(folder / "relabeled.jsonl")
+    final = len(read_journal(folder / "augmented.jsonl"))
+    if not final:
+        raise ValueError(f"{folder}: no final examples (augmented.jsonl missing or empty): is the run finished?")
+    usage = [r.get("usage") or {} for r in generated + relabeled]
+    generate_usage = [r.get("usage") or {} for r in generated]
+    prompt, completion = sum(u.get("prompt_tokens", 0) for u in usage), sum(u.get("completion_tokens", 0) for u in usage)
+    raw = sum(len(r.get("raw_texts") or []) for r in generated)
+    copies = sum(1 for r in generated for _, why in (r.get("dropped") or []) if why == "seed_copy")
+    return {"final": final, "generate_calls": len(generated), "relabel_calls": len(relabeled),
+            "prompt_per_example": prompt / final, "completion_per_example": completion / final,
+            "tokens_per_example": (prompt + completion) / final,
+            "generate_tokens_per_example": sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0)
+                                               for u in generate_usage) / final,
+            "generate_seconds_per_example": sum(u.get("seconds", 0) for u in generate_usage) / final,
+            "kept_per_call": sum(len(r.get("texts") or []) for r in generated) / max(1, len(generated)),
+            "written": raw, "seed_copy_share": copies / max(1, raw),
+            "call_seconds_per_example": sum(u.get("seconds", 0) for u in usage) / final}
