@@ -14,9 +14,19 @@ MAIN=(--config evals/bench_qwen2.5-coder-1.5b.toml --data-dir $D --out runs/benc
 LONG=(--config evals/bench_qwen2.5-coder-1.5b_300steps.toml --data-dir $D --out runs/bench_qwen_300steps)
 PAPER=baseline,a1,a2,llm,eda,nomix,baseline5
 
-reports() {
-  $P bench "${MAIN[@]}" --report-only --report-dir evals/results/bench_qwen2.5-coder-1.5b
-  $P bench "${LONG[@]}" --report-only --report-dir evals/results/bench_qwen2.5-coder-1.5b_300steps
+R=evals/results
+reports() {  # both reports and the compile tables' student rows, when a cell finished since the last report
+  [ -z "$(find runs/bench_qwen/cells runs/bench_qwen_300steps/cells -name result.json \
+          -newer $R/bench_qwen2.5-coder-1.5b_300steps/results.md 2>/dev/null | head -1)" ] \
+    && [ -f $R/bench_qwen2.5-coder-1.5b_300steps/results.md ] && return 0
+  $P bench "${MAIN[@]}" --report-only --report-dir $R/bench_qwen2.5-coder-1.5b
+  $P bench "${LONG[@]}" --report-only --report-dir $R/bench_qwen2.5-coder-1.5b_300steps
+  for d in trec6 subj twitter_complaints; do
+    [ -f "$R/compile_gain_$d.md" ] && .venv/bin/python evals/compile_students.py --dataset $d \
+      --table "$R/compile_gain_$d.md" --generations runs/bench_qwen \
+      --grid "300-step students=$R/bench_qwen2.5-coder-1.5b_300steps" \
+      --grid "authors' students=$R/bench_qwen2.5-coder-1.5b" > /dev/null
+  done
 }
 step() {  # step DATASETS SEEDS METHODS: the main grid's cells, then the same students trained longer
   echo "=== $(date -u +%H:%M) main $*"
