@@ -216,7 +216,10 @@ def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str, 
              "a1 is charged only the describe and generate calls of the generation it shares with a2; a2 is "
              "charged all of it. LLM stages (call-s): seconds summed over the stage's calls, resumed sessions "
              "included (with N requests in flight the wall time is about 1/N of it); train and evaluate: wall "
-             "seconds. Price: litellm's price table, n/a for a model it does not list (a local model).", "",
+             "seconds. Price: litellm's price table, n/a for a model it does not list (a local model). A call served "
+             "from the response cache (the very request an earlier cell made: a2c's generation where the kept "
+             "generator is the uncompiled one, a2x's first calls, which are a2's) is recorded with no tokens, so "
+             "such a cell's figures leave out what it shares with another.", "",
              cost_table(rows, grid.datasets, grid.methods), "", "## Plots", ""]
     parts += [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png"]
     finished = len(rows), len(grid.cells())
