@@ -31,7 +31,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from promptmix_dspy.experiments.summary import generation_stats, read_journal
+from promptmix_dspy.experiments.summary import generation_stats
+from promptmix_dspy.store.files import read_journal
 
 PREFIX = re.compile(r"(\d+) prefix-match hit, remaining (\d+) prompt tokens to eval")
 

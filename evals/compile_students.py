@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 from promptmix_dspy.experiments.spec import dataset_key
-from promptmix_dspy.experiments.summary import generation_stats, read_journal
-from promptmix_dspy.store.files import atomic_write_text
+from promptmix_dspy.experiments.summary import generation_stats
+from promptmix_dspy.store.files import atomic_write_text, read_journal
 
 BEGIN = "<!-- students: made by evals/compile_students.py; re-run it to refresh -->"
 END = "<!-- /students -->"

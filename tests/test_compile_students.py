@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from promptmix_dspy.experiments.summary import generation_stats, read_journal
+from promptmix_dspy.experiments.summary import generation_stats
+from promptmix_dspy.store.files import read_journal
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["generation_stats", "mean_std", "read_journal", "summarize"]
+from promptmix_dspy.store.files import read_journal
+
+__all__ = ["generation_stats", "mean_std", "summarize"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -28,22 +29,6 @@ def summarize(rows: Sequence[dict], metric: str = "accuracy") -> dict[tuple[str,
         mean, std = mean_std(values)
         out[key] = {"mean": mean, "std": std, "n": len(values), "values": values}
     return out
-
-
-def read_journal(path: Path) -> list[dict]:
-    """The rows of a JSONL journal ([] when missing), up to a torn last line left by a killed run."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
 
 
 def generation_stats(folder: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from promptmix_dspy.store.redaction import redact
 
 __all__ = ["Journal", "atomic_write_json", "atomic_write_jsonl", "atomic_write_text", "journal_usage", "now_iso",
-           "read_json", "versions"]
+           "read_journal", "read_json", "versions"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,11 @@ def journal_usage(paths: Iterable[Path]) -> dict:
             final[(str(path), json.dumps(_row_key(row), sort_keys=True))] = row.get("error")
     errors = [str(e).split(":", 1)[0] for e in final.values() if e]
     return {**total, "failed_units": len(errors), "errors": dict(sorted(Counter(errors).items()))}
+
+
+def read_journal(path: Path) -> list[dict]:
+    """The rows of a JSONL journal ([] when missing), up to a torn last line left by a killed run."""
+    return list(_rows(Path(path)))
 
 
 def _rows(path: Path) -> Iterable[dict]:
