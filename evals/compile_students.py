@@ -38,11 +38,6 @@ def _grid_rows(folder: Path, key: str) -> dict[tuple[str, int], float]:
             if dataset_key(r["dataset"]) == key and r["method"] in GENERATIONS}
 
 
-def _relabeled_share(folder: Path) -> float | None:
-    rows = read_journal(folder / "augmented.jsonl")
-    return sum(r["label"] != r["generated_for"] for r in rows) / len(rows) if rows else None
-
-
 def students_section(key: str, grids: list[tuple[str, Path]], generations: Path) -> list[str]:
     accuracy = {name: _grid_rows(folder, key) for name, folder in grids}
     seeds = sorted({seed for rows in accuracy.values() for _, seed in rows})
@@ -55,9 +50,10 @@ def students_section(key: str, grids: list[tuple[str, Path]], generations: Path)
         diffs = []
         for seed in seeds:
             a2, a2c = rows.get(("a2", seed)), rows.get(("a2c", seed))
-            diff = f"{100 * (a2c - a2):+.1f}" if a2 is not None and a2c is not None else "–"
+            diff = "–"
             if a2 is not None and a2c is not None:
                 diffs.append(100 * (a2c - a2))
+                diff = f"{diffs[-1]:+.1f}"
             lines.append(f"| {name} | {seed} | {_pct(a2)} | {_pct(a2c)} | {diff} |")
         if len(diffs) > 1:
             lines.append(f"| {name} | mean of {len(diffs)} | | | {statistics.fmean(diffs):+.1f} "
@@ -78,7 +74,7 @@ def students_section(key: str, grids: list[tuple[str, Path]], generations: Path)
             relabel = stats["tokens_per_example"] - stats["generate_tokens_per_example"]
             lines.append(f"| {seed} | {method} | {stats['generate_calls']} | {stats['written']} | "
                          f"{stats['seed_copy_share']:.0%} | {stats['kept_per_call']:.2f} | "
-                         f"{_pct(_relabeled_share(folder), 0)} | {relabel:.0f} |")
+                         f"{stats['relabeled_share']:.0%} | {relabel:.0f} |")
     if cached:
         lines += ["", "Where the kept generator is the uncompiled one, a2c's generation calls are the very same "
                   "requests as a2's and come from the response cache: both rows train on the same texts, and "
@@ -86,8 +82,8 @@ def students_section(key: str, grids: list[tuple[str, Path]], generations: Path)
     return lines + ["", END]
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "pending" if value is None else f"{100 * value:.{digits}f}" + ("%" if digits == 0 else "")
+def _pct(value: float | None) -> str:
+    return "pending" if value is None else f"{100 * value:.1f}"
 
 
 def write_section(table: Path, section: list[str]) -> None:

@@ -30,7 +30,7 @@ from promptmix_dspy.llm.settings import LazyLM
 from promptmix_dspy.pipeline.augment import RunMismatch
 from promptmix_dspy.store.files import atomic_write_json, atomic_write_jsonl, journal_usage, now_iso, read_json
 
-__all__ = ["GridSpec", "spent", "cell_dir", "collect_results", "generation_dir", "load_grid", "run_grid"]
+__all__ = ["GridSpec", "spent", "cell_dir", "cell_path", "collect_results", "generation_dir", "load_grid", "run_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,12 @@ def load_grid(path: str | Path | None = None, **overrides: Any) -> GridSpec:
 
 
 def cell_dir(out: Path, spec: ExperimentSpec) -> Path:
-    return Path(out) / "cells" / dataset_key(spec.dataset) / spec.method / f"seed{spec.seed}"
+    return cell_path(out, spec.dataset, spec.method, spec.seed)
+
+
+def cell_path(out: Path, dataset: str, method: str, seed: int) -> Path:
+    """Where a cell's files live in a grid's output folder."""
+    return Path(out) / "cells" / dataset_key(dataset) / method / f"seed{seed}"
 
 
 def generation_dir(out: Path, spec: ExperimentSpec) -> Path | None:

@@ -149,6 +149,8 @@ def second_round_section(rows: Sequence[dict], out: Path, dest: Path) -> tuple[l
 
     A pair reads "true -> predicted before -> after": the share of the held-out probe texts the LLM put in the
     true class that the student put in the predicted one, for the round-1 student and for the retrained one."""
+    from promptmix_dspy.experiments.grid import cell_path
+
     cells = sorted((r for r in rows if r.get("second_round")), key=lambda r: (r["dataset"], r["method"], r["seed"]))
     if not cells:
         return [], []
@@ -163,7 +165,7 @@ def second_round_section(rows: Sequence[dict], out: Path, dest: Path) -> tuple[l
         pairs = "; ".join(f"{p['true']} -> {p['predicted']} {p['rate']:.2f} -> "
                           + (f"{after[(p['true'], p['predicted'])]:.2f}" if (p["true"], p["predicted"]) in after
                              else "?") for p in second.get("pairs") or []) or "–"
-        source = out / "cells" / key / row["method"] / f"seed{row['seed']}" / "feedback" / "confusion.png"
+        source = cell_path(out, row["dataset"], row["method"], row["seed"]) / "feedback" / "confusion.png"
         plot = "–"
         if source.is_file():
             target = dest / f"confusion_{key}_seed{row['seed']}.png"

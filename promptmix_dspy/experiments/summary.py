@@ -36,10 +36,12 @@ def generation_stats(folder: Path) -> dict[str, Any]:
 
     Tokens and call-seconds are per final example (augmented.jsonl), at face value as the endpoint reported them
     (generation and relabeling together; ``generate_*`` alone for the generation calls); ``kept_per_call`` is the
-    texts a generation call kept after clean-up, ``seed_copy_share`` the written texts dropped as seed copies."""
+    texts a generation call kept after clean-up, ``seed_copy_share`` the written texts dropped as seed copies,
+    ``relabeled_share`` the final examples the relabeler put in another class than the one they were written for."""
     folder = Path(folder)
     generated, relabeled = read_journal(folder / "generated.jsonl"), read_journal(folder / "relabeled.jsonl")
-    final = len(read_journal(folder / "augmented.jsonl"))
+    augmented = read_journal(folder / "augmented.jsonl")
+    final = len(augmented)
     if not final:
         raise ValueError(f"{folder}: no final examples (augmented.jsonl missing or empty): is the run finished?")
     usage = [r.get("usage") or {} for r in generated + relabeled]
@@ -55,4 +57,5 @@ def generation_stats(folder: Path) -> dict[str, Any]:
             "generate_seconds_per_example": sum(u.get("seconds", 0) for u in generate_usage) / final,
             "kept_per_call": sum(len(r.get("texts") or []) for r in generated) / max(1, len(generated)),
             "written": raw, "seed_copy_share": copies / max(1, raw),
+            "relabeled_share": sum(r["label"] != r["generated_for"] for r in augmented) / final,
             "call_seconds_per_example": sum(u.get("seconds", 0) for u in usage) / final}
