@@ -285,3 +285,18 @@ def test_max_cost_covers_the_whole_run_and_nothing_is_paid_twice(tmp_path, data_
     assert asked == GEN_CALLS + RELABEL_CALLS  # no call repeated across the sessions
     assert [{**r, "lm": None} for r in result.rows] == [{**r, "lm": None} for r in reference]
     assert result.summary["llm"]["cost_usd"] > 0.0003
+
+
+def test_the_lm_refuses_calls_once_its_own_spending_reaches_the_cap(monkeypatch):
+    """The cap for LLM work outside the runner (an optimizer's calls, `compile --max-cost`): every finished
+    call is priced as DSPy records it, and the next one is refused."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    with ScriptedServer(lambda messages, params: "a short answer") as server:
+        lm = build_handle(LMSettings(model="openai/gpt-4o-mini", api_base=server.base_url, cache=False,
+                                     **FAST), "openai/gpt-4o-mini", server.base_url, embedded=False).lm
+        lm.limit_spending(1e-9)
+        assert lm(messages=[{"role": "user", "content": "hello"}]) == ["a short answer"]
+        assert lm.spent > 1e-9  # priced from litellm's table
+        with pytest.raises(RunStopped, match="--max-cost"):
+            lm(messages=[{"role": "user", "content": "hello again"}])
+        assert len(server.requests) == 1

@@ -60,14 +60,16 @@ def test_results_table_has_a_row_per_method_and_a_column_per_dataset():
 
 def test_cost_table_and_line_report_calls_tokens_price_and_seconds():
     llm = {"llm_calls": 30, "prompt_tokens": 9000, "completion_tokens": 300, "cost_usd": None}
-    rows = [_row("trec6", "a2", s, 0.5, llm={**llm, "llm_calls": 30 + 10 * s},
+    rows = [_row("trec6", "a2", s, 0.5, llm={**llm, "llm_calls": 30 + 10 * s, "cache_served_tokens": 1000 * s},
                  llm_call_seconds={"generate": 100.0 + 10 * s}) for s in (0, 1)]
-    table = cost_table(rows, ["trec6"], ["a2", "baseline"]).splitlines()
-    assert table[0].split(" | ")[8] == "generate call-s" and len(table) == 3  # no baseline rows, no line
+    old = [_row("subj", "a2", 0, 0.5, llm=llm)]  # a cell made before cache-served answers were costed
+    table = cost_table(rows + old, ["trec6", "subj"], ["a2", "baseline"]).splitlines()
+    assert table[0].split(" | ")[9] == "generate call-s" and len(table) == 4  # no baseline rows, no line
     line = table[2].split(" | ")
-    assert line[:7] == ["| trec6", "a2", "2", "35", "9000", "300", "n/a"]
-    assert line[8] == "105" and line[9] == "–"  # generate: call-seconds summed from the journals; no relabel
-    assert line[11] == "10" and line[12].startswith("2")  # train s = mean(10, 11) rounded; evaluate 2
+    assert line[:8] == ["| trec6", "a2", "2", "35", "9000", "300", "500", "n/a"]  # 500: mean cache-served
+    assert line[9] == "105" and line[10] == "–"  # generate: call-seconds summed from the journals; no relabel
+    assert line[12] == "10" and line[13].startswith("2")  # train s = mean(10, 11) rounded; evaluate 2
+    assert table[3].split(" | ")[6] == "–"  # not recorded, not zero
     priced = dict(llm, cost_usd=0.0123)
     line = format_cost({"llm": priced, "seconds": {"train": 3.0}, "llm_call_seconds": {"relabel": 40.2}})
     assert "$0.0123" in line and "train 3s" in line and "relabel 40 call-s" in line
@@ -189,7 +191,8 @@ def test_a_grid_of_two_cells_with_a_scripted_lm_writes_the_report_with_pending_c
     assert "| **baseline**: student on the seeds only | pending | pending |" in text
     assert "(1 of 2 seeds; the rest pending)" in text and "Cells finished: 2 of 12" in text
     cost = text.split("## Cost per cell", 1)[1]
-    for column in ("LLM calls", "prompt tokens", "completion tokens", "price (USD)", "relabel call-s",
+    for column in ("LLM calls", "prompt tokens", "completion tokens", "tokens served from cache", "price (USD)",
+                   "relabel call-s",
                    "teacher call-s", "train s", "evaluate s"):
         assert column in cost
     assert "relabeled" in text and "## The paper's claims" in text

@@ -159,6 +159,25 @@ def test_same_seed_and_cache_give_identical_bytes_and_no_new_request(tmp_path, d
     assert len(first.splitlines()) == len(other_seed.splitlines()) == 24
 
 
+def test_answers_from_the_cache_cost_nothing_but_record_what_they_cost_when_made(tmp_path, data_dir, disk_cache):
+    from promptmix_dspy.store.files import journal_usage, read_journal
+
+    journals = ("generated.jsonl", "relabeled.jsonl")
+    with ScriptedServer(RuleResponder()) as server:
+        run_cached(server, tmp_path / "a", data_dir)
+        run_cached(server, tmp_path / "b", data_dir)  # every answer from the cache
+    made, served = (journal_usage([tmp_path / run / j for j in journals]) for run in "ab")
+    assert made["prompt_tokens"] > 0 and made["cache_served_tokens"] == 0
+    assert served["prompt_tokens"] == served["completion_tokens"] == 0
+    assert served["cache_served_tokens"] == made["prompt_tokens"] + made["completion_tokens"]
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["llm"]["cache_served_tokens"] == served["cache_served_tokens"]
+    made_rows = {row["key"]: row["usage"] for row in read_journal(tmp_path / "a" / "relabeled.jsonl")}
+    for row in read_journal(tmp_path / "b" / "relabeled.jsonl"):  # call by call, too
+        first = made_rows[row["key"]]
+        assert row["usage"]["cache_served_tokens"] == first["prompt_tokens"] + first["completion_tokens"] > 0
+
+
 def test_two_endpoints_never_share_cached_answers(tmp_path, data_dir, disk_cache):
     def other_model(messages: list[dict], params: dict) -> str:
         answer = json.loads(healthy()(messages, params))
@@ -240,3 +259,14 @@ def test_ctrl_c_journals_the_calls_in_flight_and_the_resumed_run_repeats_none(tm
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         assert len(server.requests) == total_requests  # the resumed run asked only for what was never answered
     assert (tmp_path / "run" / "augmented.jsonl").read_bytes() == reference
+
+
+def test_journals_from_before_cache_served_costing_say_not_recorded_rather_than_zero(tmp_path):
+    from promptmix_dspy.store.files import journal_usage
+
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text(json.dumps({"key": "a", "usage": {"attempts": 1, "prompt_tokens": 5}}) + "\n")
+    new.write_text(json.dumps({"key": "b", "usage": {"attempts": 1, "cache_served_tokens": 7}}) + "\n")
+    assert journal_usage([old])["cache_served_tokens"] is None
+    assert journal_usage([old, new])["cache_served_tokens"] == 7
+    assert journal_usage([tmp_path / "missing.jsonl"])["cache_served_tokens"] == 0

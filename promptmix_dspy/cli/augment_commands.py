@@ -71,8 +71,10 @@ def print_summary(summary: dict, out: Path) -> None:
     typer.echo(f"dropped: {summary['dropped'] or 'none'}")
     typer.echo(f"relabeled: {'n/a' if share is None else f'{share:.1%}'}")
     session = summary.get("this_session") or {}
+    served = llm.get("cache_served_tokens") or 0
     typer.echo(f"LLM calls: {llm['llm_calls']} ({llm['failed_units']} failed), tokens: {llm['prompt_tokens']} "
-               f"prompt + {llm['completion_tokens']} completion, cost: {cost}")
+               f"prompt + {llm['completion_tokens']} completion, cost: {cost}"
+               + (f" ({served} more tokens' worth of answers came from the response cache)" if served else ""))
     if session.get("llm_calls", 0) < llm["llm_calls"]:  # a resumed run: the rest came from the journals
         typer.echo(f"this session: {session.get('llm_calls', 0)} LLM calls ({session.get('retries', 0)} retries); "
                    f"the others were read from the run folder")

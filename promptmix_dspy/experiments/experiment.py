@@ -18,7 +18,6 @@ Run folder::
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
 import time
@@ -39,6 +38,7 @@ from promptmix_dspy.store.files import (
     atomic_write_jsonl,
     journal_usage,
     now_iso,
+    read_journal,
     read_json,
     versions,
 )
@@ -234,18 +234,8 @@ def llm_call_seconds(folder: Path, stages: tuple[str, ...]) -> dict[str, float]:
     for stage in stages:
         path = Path(folder) / JOURNALS[stage]
         if path.exists():
-            out[stage] = round(sum((row.get("usage") or {}).get("seconds", 0.0) for row in _journal_lines(path)), 1)
+            out[stage] = round(sum((row.get("usage") or {}).get("seconds", 0.0) for row in read_journal(path)), 1)
     return out
-
-
-def _journal_lines(path: Path) -> list[dict]:
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line of a killed run
-            break
-    return rows
 
 
 def _train(cell: Cell, rows: list[Example], out: Path, augmented: Path | None = None) -> Path:

@@ -56,7 +56,8 @@ def _cell(stat: dict | None, seeds: int | None = None) -> str:
 
 def cost_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[str]) -> str:
     """Markdown: LLM calls, tokens, price and seconds per stage for each (dataset, method), mean over seeds."""
-    head = ["dataset", "method", "seeds", "LLM calls", "prompt tokens", "completion tokens", "price (USD)",
+    head = ["dataset", "method", "seeds", "LLM calls", "prompt tokens", "completion tokens",
+            "tokens served from cache", "price (USD)",
             *[f"{s} {'call-s' if s in LLM_STAGES else 's'}" for s in STAGES]]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for d in datasets:
@@ -70,6 +71,8 @@ def cost_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[
 def _cost_cells(cell: list[dict]) -> list[str]:
     llm = [r.get("llm") or {} for r in cell]
     out = [_mean_int([x.get(k, 0) for x in llm]) for k in ("llm_calls", "prompt_tokens", "completion_tokens")]
+    served = [x["cache_served_tokens"] for x in llm if x.get("cache_served_tokens") is not None]
+    out.append(_mean_int(served) if served else "–")
     prices = [x.get("cost_usd") for x in llm if x]
     out.append("–" if not prices else "n/a" if None in prices else f"{statistics.fmean(prices):.4f}")
     for stage in STAGES:
@@ -220,8 +223,9 @@ def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str, 
              "included (with N requests in flight the wall time is about 1/N of it); train and evaluate: wall "
              "seconds. Price: litellm's price table, n/a for a model it does not list (a local model). A call served "
              "from the response cache (the very request an earlier cell made: a2c's generation where the kept "
-             "generator is the uncompiled one, a2x's first calls, which are a2's) is recorded with no tokens, so "
-             "such a cell's figures leave out what it shares with another.", "",
+             "generator is the uncompiled one, a2x's first calls, which are a2's) costs nothing and is not in the "
+             "prompt and completion tokens; what those answers cost when first made is in *tokens served from "
+             "cache* (the cell's cost had it run alone is the sum; – for cells made before it was recorded).", "",
              cost_table(rows, grid.datasets, grid.methods), "", "## Plots", ""]
     parts += [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png"]
     finished = len(rows), len(grid.cells())

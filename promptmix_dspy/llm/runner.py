@@ -36,11 +36,12 @@ from tqdm.auto import tqdm
 from promptmix_dspy.store.redaction import redact
 
 __all__ = ["Budget", "RetryPolicy", "RunStopped", "UnitResult", "error_kind", "is_fatal", "is_transient",
-           "cached_tokens", "retry_after", "run_parallel", "run_unit"]
+           "cached_tokens", "note_cache_served", "retry_after", "run_parallel", "run_unit"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _retry_log: ContextVar[list[str] | None] = ContextVar("promptmix_retry_log", default=None)
+_cache_served: ContextVar[list[dict] | None] = ContextVar("promptmix_cache_served", default=None)
 _jitter = random.Random()  # timing only: it never changes what a run produces, so it needs no seed
 
 
@@ -186,13 +187,17 @@ class UnitResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0  # of prompt_tokens, those the provider reports read from its prompt cache
+    # Tokens of answers served from DSPy's response cache instead (not in prompt/completion_tokens: nothing was
+    # sent): what those requests cost when first made, so a run that reuses another's calls can be costed alone.
+    cache_served_tokens: int = 0
     cost: float | None = None
     seconds: float = 0.0
 
     def usage(self) -> dict:
         return {"attempts": self.attempts, "retries": self.retries, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "cached_prompt_tokens": self.cached_prompt_tokens,
-                "cost": self.cost, "seconds": round(self.seconds, 3)}
+                "cache_served_tokens": self.cache_served_tokens, "cost": self.cost,
+                "seconds": round(self.seconds, 3)}
 
 
 @dataclass
@@ -213,6 +218,7 @@ class Budget:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
+    cache_served_tokens: int = 0
     cost: float = 0.0
     cost_known: bool = True
     stop_reason: str | None = None
@@ -230,6 +236,7 @@ class Budget:
             self.prompt_tokens += result.prompt_tokens
             self.completion_tokens += result.completion_tokens
             self.cached_prompt_tokens += result.cached_prompt_tokens
+            self.cache_served_tokens += result.cache_served_tokens
             self._add_cost(result)
             if result.error:
                 self.failed_units += 1
@@ -256,6 +263,7 @@ class Budget:
         return {"llm_calls": self.calls, "retries": self.retries, "failed_units": self.failed_units,
                 "errors": dict(self.errors), "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "cached_prompt_tokens": self.cached_prompt_tokens,
+                "cache_served_tokens": self.cache_served_tokens,
                 "cost_usd": round(self.cost, 6) if self.cost_known else None, "stop_reason": self.stop_reason}
 
 
@@ -268,10 +276,17 @@ def run_unit(work: Callable[[int], T], attempts: int, price: Callable[[int, int]
     from dspy.utils.usage_tracker import track_usage
 
     result, start = UnitResult(), time.monotonic()
-    with retry_log() as transport_retries, track_usage() as tracker:
-        _attempt_all(work, attempts, result)
+    served: list[dict] = []
+    token = _cache_served.set(served)
+    try:
+        with retry_log() as transport_retries, track_usage() as tracker:
+            _attempt_all(work, attempts, result)
+    finally:
+        _cache_served.reset(token)
     result.retries = len(transport_retries)
     _add_usage(result, tracker.get_total_tokens(), price)
+    result.cache_served_tokens = sum(int(u.get("prompt_tokens") or 0) + int(u.get("completion_tokens") or 0)
+                                     for u in served)
     result.seconds = time.monotonic() - start
     return result
 
@@ -304,6 +319,14 @@ def _add_usage(result: UnitResult, usage_by_lm: dict, price: Callable[..., float
         result.cached_prompt_tokens += cached_tokens(usage)
     result.cost = (price(result.prompt_tokens, result.completion_tokens, result.cached_prompt_tokens)
                    if result.prompt_tokens else 0.0)
+
+
+def note_cache_served(usage: dict) -> None:
+    """Record, for the ``run_unit`` in progress, the original usage of an answer DSPy served from its response
+    cache (llm.settings hooks DSPy's Cache to call this; DSPy's usage tracker leaves cache hits out)."""
+    served = _cache_served.get()
+    if served is not None and usage:
+        served.append(dict(usage))
 
 
 def cached_tokens(usage: dict) -> int:

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import dspy
 
 from promptmix_dspy.llm.adapters import ADAPTERS
-from promptmix_dspy.llm.runner import RetryPolicy, cached_tokens
+from promptmix_dspy.llm.runner import RetryPolicy, cached_tokens, note_cache_served
 from promptmix_dspy.store.redaction import register_secret
 
 __all__ = ["LMHandle", "LMSettings", "LazyLM", "PromptMixLM", "build_handle", "estimate_price", "open_lm"]
@@ -28,6 +28,30 @@ __all__ = ["LMHandle", "LMSettings", "LazyLM", "PromptMixLM", "build_handle", "e
 logger = logging.getLogger(__name__)
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must not fetch its price map
 LM_ENV, API_BASE_ENV = "PROMPTMIX_LM", "PROMPTMIX_API_BASE"
+
+
+def _note_cache_served_usage() -> None:
+    """DSPy's usage tracker leaves out an answer its response cache serves (no call was made) and empties its
+    usage; before it does, hand the usage the answer had when first made to ``runner.note_cache_served``, so a run
+    that reuses another's calls can still be costed alone. Installed once on DSPy's Cache class (every
+    ``dspy.configure_cache`` makes a new instance); tests/test_resume.py fails if a DSPy upgrade moves the hook."""
+    from dspy.clients.cache import Cache
+
+    prepare = getattr(Cache, "_prepare_cached_response", None)
+    if prepare is None or getattr(prepare, "_promptmix", False):
+        return
+
+    def _prepare(self: Any, response: Any) -> Any:
+        usage = response.get("usage") if isinstance(response, dict) else getattr(response, "usage", None)
+        with contextlib.suppress(Exception):  # accounting only: never fail a cached answer over it
+            note_cache_served(dict(usage or {}))
+        return prepare(self, response)
+
+    _prepare._promptmix = True  # type: ignore[attr-defined]
+    Cache._prepare_cached_response = _prepare
+
+
+_note_cache_served_usage()
 
 
 class PromptMixLM(dspy.LM):
@@ -59,15 +83,15 @@ class PromptMixLM(dspy.LM):
 
             raise RunStopped(f"estimated cost ${self.spent:.4f} reached --max-cost ${self.max_cost}")
 
-    def _record_response(self, response: Any, prompt: Any, messages: Any, outputs: Any, kwargs: dict,
-                         request: Any = None) -> Any:
-        if self.max_cost is not None and not getattr(response, "cache_hit", False):
-            usage = dict(getattr(response, "usage", {}) or {})
+    def update_history(self, entry: dict) -> None:
+        """Every call DSPy finishes passes here (a cache hit with empty usage): price it against ``max_cost``."""
+        usage = entry.get("usage") or {}
+        if self.max_cost is not None and usage:
             price = estimate_price(self.model, int(usage.get("prompt_tokens") or 0),
                                    int(usage.get("completion_tokens") or 0), cached_tokens(usage))
             with self._spend_lock:
                 self.spent += price or 0.0
-        return super()._record_response(response, prompt, messages, outputs, kwargs, request)
+        super().update_history(entry)
 
     def _salted(self, kwargs: dict) -> dict:
         rollout = kwargs.get("rollout_id", self.kwargs.get("rollout_id"))  # lm.copy(rollout_id=...) too

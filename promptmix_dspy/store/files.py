@@ -79,16 +79,24 @@ class Journal:
 def journal_usage(paths: Iterable[Path]) -> dict:
     """LLM calls, tokens and cost over every line of the journals, earlier interrupted sessions included.
 
+    ``cache_served_tokens``: what the answers DSPy's response cache served (at no cost) had cost when first
+    made; None for journals written before that was recorded.
+
     ``failed_units`` and ``errors`` (failures by kind) count the units still failed: a unit that failed in
     one session and succeeded when the run was resumed is not counted.
     """
     total = {"llm_calls": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_prompt_tokens": 0,
-             "cost_usd": 0.0}
+             "cache_served_tokens": 0, "cost_usd": 0.0}
     final: dict[tuple[str, str], str | None] = {}
+    recorded = rows = 0
     for path in paths:
         for row in _rows(Path(path)):
             _add_row_usage(total, row)
+            rows += 1
+            recorded += "cache_served_tokens" in (row.get("usage") or {})
             final[(str(path), json.dumps(_row_key(row), sort_keys=True))] = row.get("error")
+    if rows and not recorded:  # journals written before answers served from the cache were costed
+        total["cache_served_tokens"] = None
     errors = [str(e).split(":", 1)[0] for e in final.values() if e]
     return {**total, "failed_units": len(errors), "errors": dict(sorted(Counter(errors).items()))}
 
@@ -120,6 +128,7 @@ def _add_row_usage(total: dict, row: dict) -> None:
     total["prompt_tokens"] += usage.get("prompt_tokens", 0)
     total["completion_tokens"] += usage.get("completion_tokens", 0)
     total["cached_prompt_tokens"] += usage.get("cached_prompt_tokens", 0)
+    total["cache_served_tokens"] += usage.get("cache_served_tokens", 0)
     if total["cost_usd"] is not None:
         cost = usage.get("cost")
         total["cost_usd"] = None if cost is None and usage.get("prompt_tokens") else total["cost_usd"] + (cost or 0.0)
