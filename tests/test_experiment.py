@@ -198,6 +198,13 @@ def test_dry_run_counts_the_planned_calls(tiny_bert, dataset_dir, server):
     assert server.requests == []
     assert "not in litellm's price table" in format_estimate(list(by_stage.values()), "hosted_vllm/scripted")
     assert "$" in format_estimate(list(by_stage.values()), "openai/gpt-4o-mini")
+    # a2fb: round 1 shared with a2, plus its own probe (probe_per_class texts per class) and round 2
+    base = _base(tiny_bert, server, probe_per_class=2 * PER_CLASS)  # 3 texts per call: 1 call per class, 2 probe
+    both = {e.stage: e for e in estimate_grid(GridSpec([str(dataset_dir)], ["a2", "a2fb"], [0], base))}
+    assert both["generate (mix)"].calls == len(LABELS)
+    assert both["generate (probe)"].calls == 2 * len(LABELS)
+    assert both["generate (round 2)"].calls == len(LABELS)
+    assert both["relabel (probe)"].calls > 0 and both["relabel (round 2)"].prompt_tokens > 0
 
 
 def test_cli_bench_and_run(tmp_path, tiny_bert, dataset_dir, server):

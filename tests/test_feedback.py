@@ -72,6 +72,40 @@ def test_round2_targets_the_pair_the_student_confuses(tmp_path):
     assert {r["round"] for r in result.rows} == {1, 2}
 
 
+def test_a_larger_probe_pool_measures_more_without_changing_round_two(tmp_path):
+    """--probe-per-class sizes the probe pool (and so its held-out third); round 2 keeps round 1's budget."""
+    train = [Example(f"{lab} seed {i}", lab) for lab in LABELS for i in range(2)]
+    split = few_shot_split(Dataset("toy", LABELS, train), 2, 0)
+    cards = [ClassCard(name=lab, description=f"about {lab}", examples=split.seeds_by_label()[lab])
+             for lab in LABELS]
+    handle = LMHandle(scripted_lm(RuleResponder(generate=stable_generate, relabel=_first_named)), PromptMixAdapter(),
+                      "openai/scripted", None, "promptmix", embedded=False)
+    config = AugmentConfig(per_class=3, texts_per_call=3, num_threads=1, top_k=3, probe_per_class=9)
+    round1 = [{"text": f"round one {lab} text", "label": lab, "generated_for": lab} for lab in LABELS]
+    with handle.context():
+        result = second_round(PromptMix(cards), split, round1, config, handle, tmp_path, Budget(),
+                              lambda rows, folder: folder,
+                              lambda folder, texts: ["LOC" if "a HUM text" in t else _first_named(t, LABELS)
+                                                     for t in texts])
+    journal = [json.loads(line) for line in (tmp_path / "generated.jsonl").read_text().splitlines()]
+    assert sum(r["call_id"].startswith("probe:") for r in journal) == 3 * len(LABELS)  # 9 per class, 3 per call
+    assert sum(r["call_id"].startswith("r2:") for r in journal) == len(LABELS)  # as with the default probe
+    pool = json.loads((tmp_path / "pairs.json").read_text())["probe_size"]  # 27 written, less what clean-up dropped
+    assert 3 * len(LABELS) < pool <= 9 * len(LABELS) and len(result.held_out) == -(-pool // 3)
+    with pytest.raises(ValueError, match="probe_per_class must be >= 1"):
+        AugmentConfig(probe_per_class=0)
+
+
+def test_the_probe_size_is_part_of_an_a2fb_cell_only_when_set():
+    base = {"dataset": "trec6", "per_class": 3}
+    assert "probe_per_class" not in ExperimentSpec(method="a2fb", **base).fingerprint()  # older cells still match
+    assert ExperimentSpec(method="a2fb", probe_per_class=30, **base).fingerprint()["probe_per_class"] == 30
+    assert "probe_per_class" not in ExperimentSpec(method="a2", probe_per_class=30, **base).fingerprint()
+    a2fb = ExperimentSpec(method="a2fb", probe_per_class=30, **base).augment_config("mix")
+    assert a2fb.probe_per_class == 30  # reaches the second round, but not round 1's identity, shared with a2
+    assert a2fb.fingerprint() == ExperimentSpec(method="a2", **base).augment_config("mix").fingerprint()
+
+
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
@@ -170,3 +204,7 @@ def test_cli_augment_rounds_2_adds_the_second_round_and_names_the_pairs(tmp_path
     assert "round 2: the round-1 student disagreed with the LLM most on" in result.output
     assert all(f"{p['true']} -> {p['predicted']}" in result.output for p in pairs)
     assert (out / "round2" / "student_round1" / "README.md").is_file()  # a real student was trained on round 1
+    wrong = CliRunner().invoke(app, ["augment", "--dataset", str(data), "--out", str(tmp_path / "other"),
+                                     "--probe-per-class", "9"])
+    assert wrong.exit_code != 0 and "--probe-per-class" in wrong.output and "--rounds 2" in wrong.output
+    assert not (tmp_path / "other").exists()

@@ -41,6 +41,8 @@ def augment(data: DataOptions, out: RunOut, generation: GenerationOptions, lm: L
     from promptmix_dspy.pipeline.augment import run_augment
     from promptmix_dspy.pipeline.config import AugmentConfig
 
+    if generation.probe_per_class is not None and rounds != 2:
+        raise typer.BadParameter("applies only to the second round: add --rounds 2", param_hint="--probe-per-class")
     with guarded(out):
         config = AugmentConfig(**generation.config_fields(), **budget_fields(budget),
                                **given_values(shots=shots, seed=seed))

@@ -42,9 +42,14 @@ LocalModel = Annotated[Optional[str], typer.Option("--local-model", envvar="PROM
                        "embedded model when no --lm is given: a known name (promptmix models) or a .gguf file "
                        "(default qwen2.5-coder-1.5b).")]
 RelabelBatch = Annotated[Optional[int], typer.Option("--relabel-batch", help="Texts labelled in one relabel call "
-                         "over one candidate set (default 8; 1 = the paper's one text per call).")]
+                         "over one candidate set (default 1, the paper's one text per call; more cost less and, on the "
+                         "embedded model, label worse: evals/results/token_cost.md).")]
 Reask = Annotated[Optional[int], typer.Option("--reask", help="Follow-up asks for the texts clean-up dropped from a "
                                               "generation call (default 1; 0 = the paper's protocol).")]
+ProbePerClass = Annotated[Optional[int], typer.Option("--probe-per-class", min=1, help="The second round's probe "
+                                                    "pool: texts per class the LLM writes and labels, a third held "
+                                                    "out to measure the student's confusion (default: --per-class; "
+                                                    "a2fb / --rounds 2 only).")]
 Force = Annotated[bool, typer.Option("--force", help="Redo a cell or generation made with other settings instead "
                                      "of stopping with an error.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the planned LLM calls, tokens and price, run nothing.")]
@@ -136,6 +141,7 @@ class SpecOptions:
                                                      "(default 10).")] = None
     teacher_test_limit: Annotated[Optional[int], typer.Option("--teacher-test-limit", help="The llm method labels "
                                   "a fixed seeded sample of this many test texts (default: all).")] = None
+    probe_per_class: ProbePerClass = None
     student: Annotated[Optional[str], typer.Option("--student", help="Student model: hub name or folder (default "
                                                    "all-MiniLM-L6-v2).")] = None
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Student epochs (default 5).")] = None
@@ -233,6 +239,7 @@ class GenerationOptions:
     encoder: Encoder = None
     relabel_batch: RelabelBatch = None
     reask: Reask = None
+    probe_per_class: ProbePerClass = None
     task: Annotated[Optional[str], typer.Option("--task", help="One sentence saying what the texts are and what the "
                                                 "classes tell apart (default: the dataset's task.txt or built-in "
                                                 "one, else written by the LM).")] = None

@@ -52,13 +52,18 @@ class Estimate:
 
 
 def estimate_grid(grid: "GridSpec") -> list[Estimate]:
-    """Planned LLM calls and tokens per dataset and stage, summed over the grid's seeds and generations."""
+    """Planned LLM calls and tokens per dataset and stage, summed over the grid's seeds and generations, and
+    over the second rounds (a2fb: the probe and round 2, the cell's own LLM work beside the shared round 1)."""
     out: list[Estimate] = []
     for dataset in grid.datasets:
         totals: dict[str, Estimate] = {}
         for spec in _llm_cells(grid, dataset):
             for est in _cell_estimates(spec):
                 _add(totals, est)
+        for spec in grid.cells():
+            if spec.dataset == dataset and METHODS[spec.method].rounds == 2:
+                for est in _second_round_estimates(spec):
+                    _add(totals, est)
         out += list(totals.values())
     return out
 
@@ -97,6 +102,24 @@ def _cell_estimates(spec: ExperimentSpec) -> list[Estimate]:
             ctx.relabel("relabel", seeds, calls=spec.per_class * len(split.labels))]
 
 
+def _second_round_estimates(spec: ExperimentSpec) -> list[Estimate]:
+    """The probe (probe_size texts per class) and round 2 (as many calls as round 1 planned), each generated and
+    relabeled; round 2's calls are shaped like round 1's (their pairs are known only once the probe is in)."""
+    from promptmix_dspy.experiments.feedback import PROBE_START, ROUND2_START, probe_size
+
+    split = few_shot_split(load_dataset(spec.dataset, data_dir=spec.data_dir), spec.shots_used, spec.seed)
+    ctx, config = _Context(spec, split), spec.augment_config(METHODS[spec.method].generation or "mix")
+    seeds = [ex.text for ex in split.seeds]
+    out = []
+    for stage, per_class, start in (("probe", probe_size(config), PROBE_START),
+                                    ("round 2", config.per_class, ROUND2_START)):
+        plan = mix_plan(split.labels, per_class, config.seed, texts_per_call=config.texts_per_call,
+                        group_size=config.group_size, fixed_share=config.fixed_share, start_index=start)
+        out += [ctx.generate_plan(f"generate ({stage})", plan, config),
+                ctx.relabel(f"relabel ({stage})", seeds, calls=len(plan) * config.texts_per_call)]
+    return out
+
+
 class _Context:
     """Formats prompts for one cell the way the run would, and counts their tokens."""
 
@@ -131,11 +154,14 @@ class _Context:
         config = self.spec.augment_config(generation)
         plan = mix_plan(self.split.labels, config.per_class, config.seed, texts_per_call=config.texts_per_call,
                         group_size=config.group_size, fixed_share=config.fixed_share)
+        return self.generate_plan(f"generate ({generation})", plan, config)
+
+    def generate_plan(self, stage: str, plan: list, config: Any) -> Estimate:
         signature = with_task(GenerateBorderlineExamples, self.split.dataset.task)
         prompts = [self.prompt(signature, self._generation_inputs(call)) for call in plan]
         completion = int(config.texts_per_call * (self.text_tokens + 4) + 10)
         asks = 1 + config.reask  # a re-ask for the texts clean-up dropped is one more request of the same call
-        return Estimate(self.spec.dataset, f"generate ({generation})", len(plan), len(plan) * config.max_rounds * asks,
+        return Estimate(self.spec.dataset, stage, len(plan), len(plan) * config.max_rounds * asks,
                         sum(prompts), completion * len(plan))
 
     def _generation_inputs(self, call: Any) -> dict:

@@ -3,12 +3,14 @@
 
     round 1  PromptMix, as always (the run's generation) -> a student trained on seeds + round 1
     probe    fresh mix calls for every class (new sample indices), relabeled by the LLM: a pool of texts labelled
-             by the LLM only, never by test labels or extra human labels. A third of it (every third text) is
-             held out: it measures the confusion before and after round 2 and is never trained on.
+             by the LLM only, never by test labels or extra human labels; probe_per_class texts per class
+             (default per_class). A third of it (every third text) is held out: it measures the confusion
+             before and after round 2 and is never trained on.
     pairs    (LLM label A, round-1 student's prediction B != A) over the probe pool: the pairs with the highest
              disagreement rate (share of A's probe texts the student puts in B) get the round-2 budget
     round 2  mix calls with majority A (the true class) and minority B (the class the student confuses it with),
-             as many calls as the probe made, split over the pairs by their disagreement counts; relabeled
+             as many calls as round 1 planned (per_class texts per class), split over the pairs by their
+             disagreement counts; relabeled
     final    seeds + round 1 + the probe texts not held out + round 2 -> the student
 
 Everything is journaled in one folder (generated.jsonl, relabeled.jsonl, student_round1/, pairs.json,
@@ -17,7 +19,6 @@ confusion.json, confusion.png), so a killed run resumes without repeating a fini
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -36,10 +37,11 @@ from promptmix_dspy.method.signatures import ClassCard
 from promptmix_dspy.pipeline.config import AugmentConfig
 from promptmix_dspy.pipeline.generate import generation_rows, run_calls
 from promptmix_dspy.pipeline.relabel import label_texts
-from promptmix_dspy.store.files import Journal, atomic_write_json, atomic_write_jsonl, journal_usage, read_json
+from promptmix_dspy.store.files import (Journal, atomic_write_json, atomic_write_jsonl, journal_usage, read_journal,
+                                        read_json)
 
 __all__ = ["PROBE_START", "ROUND1_MIN_STEPS", "ROUND2_START", "FeedbackResult", "choose_pairs", "confusion_after",
-           "confusion_counts", "disagreement", "plan_round2", "record_after", "run_for_cell", "second_round",
+           "confusion_counts", "disagreement", "plan_round2", "probe_size", "record_after", "run_for_cell", "second_round",
            "second_round_for_run"]
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,8 @@ def second_round(program: PromptMix, split: FewShotSplit, round1: list[dict], co
     held_out, probe_train = probe[::HELD_OUT_EVERY], [r for i, r in enumerate(probe) if i % HELD_OUT_EVERY]
     student = _round1_student(split, round1, out, train)
     pairs, confusion = _pairs(out, student, probe, held_out, split.labels, predict)
-    calls = plan_round2(pairs, program, split.labels, config, n_calls=_probe_calls(split.labels, config))
+    calls = plan_round2(pairs, program, split.labels, config,
+                        n_calls=_calls_for(config.per_class, split.labels, config))
     run_calls(program, calls, config, handle, journal, budget, "generate (round 2)", round_no=2)
     round2 = generation_rows(split.labels, calls, journal, per_class=10**9)[0]
     round2 = _new(round2, [r["text"] for r in round1 + probe] + [e.text for e in split.seeds])
@@ -77,18 +80,23 @@ def second_round(program: PromptMix, split: FewShotSplit, round1: list[dict], co
     return FeedbackResult(rows, pairs, confusion, held_out)
 
 
-def _probe_calls(labels: list[str], config: AugmentConfig) -> int:
-    return math.ceil(config.per_class / config.texts_per_call) * len(labels)
+def _calls_for(per_class: int, labels: list[str], config: AugmentConfig) -> int:
+    return math.ceil(per_class / config.texts_per_call) * len(labels)
+
+
+def probe_size(config: AugmentConfig) -> int:
+    """The probe pool's texts per class: ``probe_per_class``, else ``per_class``."""
+    return config.probe_per_class or config.per_class
 
 
 def _probe(program: PromptMix, split: FewShotSplit, config: AugmentConfig, handle: LMHandle, journal: Journal,
            out: Path, budget: Budget, round1: list[dict]) -> list[dict]:
-    """The probe pool: per_class fresh texts per class, relabeled by the LLM (never a test label)."""
+    """The probe pool: ``probe_size`` fresh texts per class, relabeled by the LLM (never a test label)."""
     calls = [MixCall(**{**c.to_dict(), "call_id": f"probe:{c.call_id}"})
-             for c in mix_plan(split.labels, config.per_class, config.seed, texts_per_call=config.texts_per_call,
+             for c in mix_plan(split.labels, probe_size(config), config.seed, texts_per_call=config.texts_per_call,
                                group_size=config.group_size, start_index=PROBE_START)]
     run_calls(program, calls, config, handle, journal, budget, "generate (probe)", round_no=1)
-    rows = generation_rows(split.labels, calls, journal, config.per_class)[0]
+    rows = generation_rows(split.labels, calls, journal, probe_size(config))[0]
     rows = _new(rows, [r["text"] for r in round1] + [e.text for e in split.seeds])
     labelled = label_texts(program.relabeler, [r["text"] for r in rows], out / "relabeled.jsonl", config, handle,
                            budget, "relabel (probe)")
@@ -248,8 +256,7 @@ def second_round_for_run(dataset: Any, run_dir: Path, config: AugmentConfig, han
     descriptions, seeds = read_json(run_dir / "descriptions.json"), split.seeds_by_label()
     cards = [ClassCard(name=label, description=descriptions[label], examples=seeds[label]) for label in split.labels]
     program = build_program(cards, config, programs, read_json(run_dir / "task.json")["task"])
-    round1 = [json.loads(line) for line in (run_dir / "augmented.jsonl").read_text(encoding="utf-8").splitlines()
-              if line.strip()]
+    round1 = read_journal(run_dir / "augmented.jsonl")
     train_config = TrainConfig.for_dataset(dataset.name, min_steps=ROUND1_MIN_STEPS, seed=config.seed,
                                            **({"student": student} if student else {}))
 

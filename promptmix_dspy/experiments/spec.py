@@ -48,6 +48,7 @@ class ExperimentSpec:
     threads: int = _AUGMENT.num_threads
     eda_per_example: int | None = None  # default: per_class // shots, as many new texts as the generation adds
     teacher_test_limit: int | None = None  # the llm method on a fixed, seeded sample of the test set
+    probe_per_class: int | None = None  # a2fb: the probe pool's texts per class (default per_class)
     programs: str | None = None
     compiled_programs: str = "programs/{dataset}"  # what a2c reads
     data_dir: str | None = None
@@ -83,7 +84,7 @@ class ExperimentSpec:
                              texts_per_call=self.texts_per_call, group_size=self.group_size, top_k=self.top_k,
                              relabel_batch=self.relabel_batch, reask=self.reask, max_rounds=self.max_rounds,
                              attempts=self.attempts, num_threads=self.threads, max_cost=self.max_cost,
-                             max_errors=self.max_errors, **settings)
+                             max_errors=self.max_errors, probe_per_class=self.probe_per_class, **settings)
 
     def train_config(self):
         from promptmix_dspy.student.train import TrainConfig
@@ -121,6 +122,8 @@ class ExperimentSpec:
     def fingerprint(self) -> dict:
         """Everything that shapes this method's result, and nothing else (a baseline cell ignores the LLM)."""
         out = {k: v for k, v in asdict(self).items() if k not in _NOT_FINGERPRINTED | _unused_by(self.method)}
+        if out.get("probe_per_class", 0) is None:  # added later: a cell made before it keeps its identity
+            del out["probe_per_class"]
         if "lm" in out:
             out["lm"] = self.lm_identity()
         if "programs" in out:
@@ -136,6 +139,7 @@ def _unused_by(method_name: str) -> set[str]:
     if method.generation and "relabel" not in method.generation_stages:
         unused |= {"relabel_batch"}
     unused |= set() if method.teacher else {"teacher_test_limit"}
+    unused |= set() if method.rounds == 2 else {"probe_per_class"}
     compiled = GENERATIONS.get(method.generation or "", {}).get("compiled")
     unused |= {"programs"} if compiled else {"compiled_programs"}
     unused |= {"student"} if method.teacher else set()

@@ -47,6 +47,7 @@ class AugmentConfig:
     max_cost: float | None = None
     dev_per_class: int = 0
     encoder: str | None = None
+    probe_per_class: int | None = None  # --rounds 2: the probe pool's texts per class (default: per_class)
 
     def __post_init__(self) -> None:
         for name in ("shots", "per_class", "texts_per_call", "top_k", "max_rounds", "attempts", "num_threads",
@@ -63,6 +64,8 @@ class AugmentConfig:
             raise ValueError(f"describe must be 'missing' or 'always', got {self.describe!r}")
         if not 0.0 <= self.generation_temperature <= 2.0 or not 0.0 <= self.relabel_temperature <= 2.0:
             raise ValueError("temperatures must be in [0, 2]")
+        if self.probe_per_class is not None and self.probe_per_class < 1:
+            raise ValueError(f"probe_per_class must be >= 1, got {self.probe_per_class}")
         if self.max_errors is not None and self.max_errors < 0:
             raise ValueError(f"max_errors must be >= 0, got {self.max_errors}")
         if self.max_cost is not None and self.max_cost <= 0:
@@ -71,4 +74,6 @@ class AugmentConfig:
             raise ValueError("task must be a sentence describing the dataset, or None")
 
     def fingerprint(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE}
+        """What shapes a run's output. ``probe_per_class`` shapes only the second round (RUN/round2, a grid
+        cell's own folder), never round 1, which a2 and a2fb share."""
+        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE | {"probe_per_class"}}
