@@ -94,6 +94,10 @@ def test_a_larger_probe_pool_measures_more_without_changing_round_two(tmp_path):
     assert 3 * len(LABELS) < pool <= 9 * len(LABELS) and len(result.held_out) == -(-pool // 3)
     with pytest.raises(ValueError, match="probe_per_class must be >= 1"):
         AugmentConfig(probe_per_class=0)
+    smaller = AugmentConfig(per_class=3, texts_per_call=3, num_threads=1, top_k=3)  # resumed with the default
+    with handle.context(), pytest.raises(ValueError, match="probe of 9 texts per class, not 3"):
+        second_round(PromptMix(cards), split, round1, smaller, handle, tmp_path, Budget(),
+                     lambda rows, folder: folder, lambda folder, texts: texts)
 
 
 def test_the_probe_size_is_part_of_an_a2fb_cell_only_when_set():

@@ -63,6 +63,7 @@ def second_round(program: PromptMix, split: FewShotSplit, round1: list[dict], co
                  handle: LMHandle, out: Path, budget: Budget, train: Trainer, predict: Predictor) -> FeedbackResult:
     """Run the probe, the pairs and round 2 (module docstring) in ``out``; resumes from its journals."""
     out.mkdir(parents=True, exist_ok=True)
+    _check_probe_size(out, probe_size(config))
     journal = Journal(out / "generated.jsonl", key="call_id")
     probe = _probe(program, split, config, handle, journal, out, budget, round1)
     held_out, probe_train = probe[::HELD_OUT_EVERY], [r for i, r in enumerate(probe) if i % HELD_OUT_EVERY]
@@ -78,6 +79,18 @@ def second_round(program: PromptMix, split: FewShotSplit, round1: list[dict], co
     rows = probe_train + [_final(r, labelled[r["text"]], 2, handle) for r in round2 if labelled[r["text"]]]
     atomic_write_jsonl(out / "rows.jsonl", rows)
     return FeedbackResult(rows, pairs, confusion, held_out)
+
+
+def _check_probe_size(out: Path, size: int) -> None:
+    """A resumed second round must keep its probe size: its pairs were chosen on that pool."""
+    path = out / "probe.json"
+    if path.exists():
+        made = read_json(path).get("probe_per_class")
+        if made != size:
+            raise ValueError(f"{out} holds a second round made with a probe of {made} texts per class, not {size} "
+                             f"(--probe-per-class): use another --out, or delete {out} to redo the second round")
+    else:
+        atomic_write_json(path, {"probe_per_class": size})
 
 
 def _calls_for(per_class: int, labels: list[str], config: AugmentConfig) -> int:
