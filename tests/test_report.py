@@ -207,15 +207,18 @@ def test_second_round_cells_get_their_pairs_and_confusion_plot_in_the_report(tmp
     (feedback / "confusion.png").write_bytes(PNG + b"plot")
     second = {"rows": 36, "held_out": 7,
               "pairs": [{"true": "LOC", "predicted": "HUM", "rate": 0.5, "count": 2, "of": 4},
-                        {"true": "NUM", "predicted": "LOC", "rate": 0.25, "count": 1, "of": 4}],
-              "pair_rates_after": [{"true": "LOC", "predicted": "HUM", "rate": 0.0, "count": 0, "of": 4}]}
+                        {"true": "NUM", "predicted": "LOC", "rate": 0.25, "count": 1, "of": 4},
+                        {"true": "ABBR", "predicted": "LOC", "rate": None, "count": 1, "of": 4}],
+              "pair_rates_after": [{"true": "LOC", "predicted": "HUM", "rate": 0.0, "count": 0, "of": 4},
+                                   {"true": "ABBR", "predicted": "LOC", "rate": None, "count": 1, "of": 4}]}
     rows = [dict(_row("trec6", "a2fb", 1, 0.6, second_round=second), versions={}),
             dict(_row("trec6", "a2fb", 0, 0.5, second_round=dict(second, pairs=[])), versions={}),
             dict(ROWS[3], versions={})]
     paths = write_grid_report(GridSpec(["trec6"], ["baseline", "a2fb"], [0, 1]), out, rows, report_dir=dest)
     md = (dest / "results.md").read_text()
     assert "## The second round (a2fb): where it was aimed" in md
-    assert "| trec6 | a2fb | 1 | 36 | 7 | LOC -> HUM 0.50 -> 0.00; NUM -> LOC 0.25 -> ? | " \
+    # ABBR: no held-out text of that class, before or after: said, not a crash
+    assert "| trec6 | a2fb | 1 | 36 | 7 | LOC -> HUM 0.50 -> 0.00; NUM -> LOC 0.25 -> ?; ABBR -> LOC n/a -> n/a | " \
            "[confusion_trec6_seed1.png](confusion_trec6_seed1.png) |" in md
     assert "| trec6 | a2fb | 0 | 36 | 7 | – | – |" in md  # no pairs, no plot: said, not invented
     assert (dest / "confusion_trec6_seed1.png").read_bytes() == PNG + b"plot"

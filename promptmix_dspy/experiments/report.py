@@ -158,16 +158,16 @@ def second_round_section(rows: Sequence[dict], out: Path, dest: Path) -> tuple[l
     if not cells:
         return [], []
     lines = ["Pairs: the LLM's class -> the student's, the student's disagreement on the held-out probe texts "
-             "with the round-1 student -> after round 2 (held-out texts are few: a rate is a count over a handful).",
+             "with the round-1 student -> after round 2 (held-out texts are few: a rate is a count over a handful; n/a: "
+             "no held-out text has that LLM class).",
              "", "| dataset | method | seed | round-2 rows | held-out probe texts | pairs aimed at | plot |",
              "|---|---|---:|---:|---:|---|---|"]
     files = []
     for row in cells:
         second, key = row["second_round"], dataset_key(row["dataset"])
-        after = {(p["true"], p["predicted"]): p["rate"] for p in second.get("pair_rates_after") or []}
-        pairs = "; ".join(f"{p['true']} -> {p['predicted']} {p['rate']:.2f} -> "
-                          + (f"{after[(p['true'], p['predicted'])]:.2f}" if (p["true"], p["predicted"]) in after
-                             else "?") for p in second.get("pairs") or []) or "–"
+        after = {(p["true"], p["predicted"]): _rate(p["rate"]) for p in second.get("pair_rates_after") or []}
+        pairs = "; ".join(f"{p['true']} -> {p['predicted']} {_rate(p['rate'])} -> "
+                          + after.get((p["true"], p["predicted"]), "?") for p in second.get("pairs") or []) or "–"
         source = cell_path(out, row["dataset"], row["method"], row["seed"]) / "feedback" / "confusion.png"
         plot = "–"
         if source.is_file():
@@ -179,6 +179,10 @@ def second_round_section(rows: Sequence[dict], out: Path, dest: Path) -> tuple[l
         lines.append(f"| {key} | {row['method']} | {row['seed']} | {second.get('rows', '–')} | "
                      f"{second.get('held_out', '–')} | {pairs} | {plot} |")
     return lines + [""], files
+
+
+def _rate(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate:.2f}"
 
 
 def _plots(grid: "GridSpec", generations: dict[str, list[Path]], dest: Path, rows: Sequence[dict]) -> list[Path]:
