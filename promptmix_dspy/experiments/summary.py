@@ -37,9 +37,7 @@ def generation_stats(folder: Path) -> dict[str, Any]:
     Tokens and call-seconds are per final example (augmented.jsonl), at face value as the endpoint reported them
     (generation and relabeling together; ``generate_*`` alone for the generation calls); ``kept_per_call`` is the
     texts a generation call kept after clean-up, ``seed_copy_share`` the written texts dropped as seed copies,
-    ``relabeled_share`` the final examples the relabeler put in another class than the one they were written for;
-    ``cache_served_per_example`` the tokens of the answers DSPy's response cache served (not in the others: they
-    cost nothing here, and that much had the run been alone; 0 in journals made before it was recorded)."""
+    ``relabeled_share`` the final examples the relabeler put in another class than the one they were written for."""
     folder = Path(folder)
     generated, relabeled = read_journal(folder / "generated.jsonl"), read_journal(folder / "relabeled.jsonl")
     augmented = read_journal(folder / "augmented.jsonl")
@@ -60,5 +58,4 @@ def generation_stats(folder: Path) -> dict[str, Any]:
             "kept_per_call": sum(len(r.get("texts") or []) for r in generated) / max(1, len(generated)),
             "written": raw, "seed_copy_share": copies / max(1, raw),
             "relabeled_share": sum(r["label"] != r["generated_for"] for r in augmented) / final,
-            "cache_served_per_example": sum(u.get("cache_served_tokens", 0) for u in usage) / final,
             "call_seconds_per_example": sum(u.get("seconds", 0) for u in usage) / final}
