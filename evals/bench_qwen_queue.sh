@@ -68,9 +68,11 @@ long trec6,subj 1 a2fb
 step trec6,subj,twitter_complaints 1 a2x
 step twitter_complaints 1 $PAPER,a2c
 long twitter_complaints 1 a2fb
-# Seed 2 one dataset at a time, so that a sitting which ends mid-seed leaves whole datasets in both grids.
+# Seed 2 one dataset at a time, the methods without the teacher's 500 calls first, so that a sitting which
+# ends mid-seed leaves whole cells of the main comparison in both grids.
 for d in trec6 subj twitter_complaints; do
-  step $d 2 $PAPER,a2c,a2x
+  step $d 2 baseline,a1,a2,eda,baseline5
+  step $d 2 llm,nomix,a2c,a2x
   long $d 2 a2fb
 done
 step trec6,subj,twitter_complaints 0,1,2 a2fb
