@@ -16,6 +16,7 @@ PAPER=baseline,a1,a2,llm,eda,nomix,baseline5
 
 R=evals/results
 reports() {  # both reports and the compile tables' student rows, when a cell finished since the last report
+  local d  # the seed-2 loop below iterates over d: this function's own loop must not move it
   [ -z "$(find runs/bench_qwen/cells runs/bench_qwen_300steps/cells -name result.json \
           -newer $R/bench_qwen2.5-coder-1.5b_300steps/results.md 2>/dev/null | head -1)" ] \
     && [ -f $R/bench_qwen2.5-coder-1.5b_300steps/results.md ] && return 0
