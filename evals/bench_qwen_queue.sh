@@ -5,7 +5,9 @@
 # Seed 0 first (trec6 and subj, then the compile, a2c and second-round rows, then twitter_complaints, then the
 # equal-budget a2x row, so that one seed holds every method), then the other seeds; the second round (a2fb) runs in the students-only grid first, where round 1's student learns. After each LLM step
 # the students-only grid (min 300 steps, bench_qwen2.5-coder-1.5b_300steps.toml) trains on what it made, and
-# both reports are rewritten.
+# both reports are rewritten. A fresh clone (or a lost runs/) first adopts the finished cells of the committed
+# reports (`bench --adopt`: only cells made with exactly these settings), so it resumes where they stop
+# instead of redoing them; the plots drawn from generated data then cover the generations in runs/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 P=.venv/bin/promptmix
@@ -22,6 +24,9 @@ reports() {  # both reports and the compile tables' student rows, when a cell fi
     && [ -f $R/bench_qwen2.5-coder-1.5b_300steps/results.md ] && return 0
   $P bench "${MAIN[@]}" --report-only --report-dir $R/bench_qwen2.5-coder-1.5b
   $P bench "${LONG[@]}" --report-only --report-dir $R/bench_qwen2.5-coder-1.5b_300steps
+  # the compile tables' student rows (evals/compile_students.py) read the generations too: where runs/ lost
+  # some, its generation rows would turn to pending, so it is run by hand on a run folder that has them all
+  [ -n "$(find runs/bench_qwen/cells -name adopted.json 2>/dev/null | head -1)" ] && return 0
   for d in trec6 subj twitter_complaints; do
     [ -f "$R/compile_gain_$d.md" ] && .venv/bin/python evals/compile_students.py --dataset $d \
       --table "$R/compile_gain_$d.md" --generations runs/bench_qwen \
@@ -50,6 +55,11 @@ long() {  # long DATASETS SEEDS METHODS: the students-only grid alone (a2fb's se
   reports
 }
 
+# the committed reports' finished cells (each checked against these settings), before any step
+$P bench "${MAIN[@]}" --adopt $R/bench_qwen2.5-coder-1.5b/results.jsonl --report-only > /dev/null \
+  || { echo "!!! adopting the main grid's committed cells failed"; exit 1; }
+$P bench "${LONG[@]}" --adopt $R/bench_qwen2.5-coder-1.5b_300steps/results.jsonl --report-only > /dev/null \
+  || { echo "!!! adopting the 300-step grid's committed cells failed"; exit 1; }
 step trec6,subj 0 $PAPER
 compile trec6
 step trec6 0 a2c

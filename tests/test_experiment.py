@@ -11,7 +11,7 @@ import pytest
 from student_fixtures import CLASS_WORDS, LABELS, make_examples, make_tiny_bert
 
 from promptmix_dspy.experiments.experiment import SpecMismatch, run_experiment
-from promptmix_dspy.experiments.grid import GridSpec, cell_dir, generation_dir, load_grid, run_grid
+from promptmix_dspy.experiments.grid import GridSpec, adopt_cells, cell_dir, generation_dir, load_grid, run_grid
 from promptmix_dspy.experiments.spec import ExperimentSpec, load_spec
 from promptmix_dspy.llm.settings import LazyLM
 from promptmix_dspy.testing import RuleResponder, ScriptedServer
@@ -246,6 +246,47 @@ def test_a_rerun_with_other_settings_stops_with_the_difference_and_force_redoes_
     redone = run_grid(other, tmp_path / "g", force=True)
     assert len(server.requests) > sent and redone[0]["config"]["per_class"] == PER_CLASS + 1
     assert first[0]["config"]["per_class"] == PER_CLASS
+
+
+def test_a_fresh_folder_adopts_committed_cells_made_with_the_same_settings_and_runs_only_the_rest(
+        tmp_path, tiny_bert, dataset_dir, server):
+    from typer.testing import CliRunner
+
+    from promptmix_dspy.cli.app import app
+
+    base = _base(tiny_bert, server)
+    first = run_grid(GridSpec([str(dataset_dir)], ["baseline", "a2", "llm"], [0], base), tmp_path / "lost")
+    committed = tmp_path / "results.jsonl"  # what a report dir holds after the run folder is gone
+    committed.write_text((tmp_path / "lost" / "results.jsonl").read_text() + "\n")
+    bigger = GridSpec([str(dataset_dir)], ["baseline", "a2", "llm"], [0, 1], base)
+    # another setting on a cell of this grid: refused with the line and the difference, nothing written
+    other = GridSpec([str(dataset_dir)], ["baseline", "a2", "llm"], [0], {**base, "per_class": PER_CLASS + 1})
+    with pytest.raises(SpecMismatch, match=r"results.jsonl:1: .*baseline / seed 0.*per_class: 3 -> 4"):
+        adopt_cells(other, tmp_path / "fresh", committed)
+    assert not (tmp_path / "fresh").exists()
+    sent = len(server.requests)
+    assert adopt_cells(bigger, tmp_path / "fresh", committed) == {"adopted": 3, "finished": 0, "other": 0}
+    assert adopt_cells(bigger, tmp_path / "fresh", committed)["finished"] == 3  # a second time takes nothing
+    rows = run_grid(bigger, tmp_path / "fresh")
+    assert rows[:3] == first and [(r["method"], r["seed"]) for r in rows[3:]] == [(m, 1) for m in
+                                                                                  ("baseline", "a2", "llm")]
+    seed1 = _kinds(server.requests[sent:])  # only seed 1 was asked for: one generation, its relabels, the teacher
+    assert seed1 == {"texts": len(LABELS), "label": PER_CLASS * len(LABELS) + TEACHER_LIMIT}
+    assert json.loads((cell_dir(tmp_path / "fresh", bigger.cells()[1]) / "adopted.json").read_text())["from"] == \
+        f"{committed}:2"
+    # a line that is not a result row names the file and line; the CLI flag reports its counts
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(committed.read_text().splitlines()[0] + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"broken.jsonl:2: not a result row"):
+        adopt_cells(bigger, tmp_path / "other", broken)
+    common = ["--lm", "hosted_vllm/scripted", "--api-base", server.base_url, "--no-cache", "--student",
+              str(tiny_bert), "--epochs", "1", "--per-class", str(PER_CLASS)]  # what shapes a baseline cell
+    result = CliRunner().invoke(app, ["bench", "--datasets", str(dataset_dir), "--methods", "baseline", "--seeds",
+                                      "0", "--out", str(tmp_path / "cli"), "--adopt", str(committed),
+                                      "--report-only", *common])
+    assert result.exit_code == 0, result.output
+    assert "adopted 1 finished cell(s)" in result.output and "2 row(s) of cells outside this grid" in result.output
+    assert "Cells finished: 1 of 1" in (tmp_path / "cli" / "results.md").read_text()
 
 
 def test_a_new_cell_never_reuses_a_generation_made_with_another_lm(tmp_path, tiny_bert, dataset_dir, server):

@@ -198,6 +198,17 @@ def test_a_grid_of_two_cells_with_a_scripted_lm_writes_the_report_with_pending_c
     assert "relabeled" in text and "## The paper's claims" in text
     assert {p.name for p in paths["files"]} >= {"results.md", "accuracy.png", "boundary_trec6.png",
                                                  "labels_trec6.png"}
+    # the run folder's generations lost (a fresh clone adopting these cells): the plots drawn from them stay
+    import shutil
+
+    shutil.rmtree(tmp_path / "g" / "generations")
+    again = write_grid_report(big, tmp_path / "g", rows, "promptmix bench ...")
+    assert {p.name for p in again["files"]} >= {"boundary_trec6.png", "labels_trec6.png"}
+    text_again = (tmp_path / "g" / "results.md").read_text()
+    assert "![boundary_trec6](boundary_trec6.png)" in text_again
+    examples = text.split("Generated texts, trec6 seed0", 1)[1].split("\n\n")[1]  # the table under the title
+    assert examples.startswith("| generated for") and examples in text_again  # the examples table stays too
+    assert "boundary_subj.png" not in {p.name for p in again["files"]}  # no subj cell: no plot invented
 
 
 def test_second_round_cells_get_their_pairs_and_confusion_plot_in_the_report(tmp_path):
@@ -223,5 +234,11 @@ def test_second_round_cells_get_their_pairs_and_confusion_plot_in_the_report(tmp
     assert "| trec6 | a2fb | 0 | 36 | 7 | – | – |" in md  # no pairs, no plot: said, not invented
     assert (dest / "confusion_trec6_seed1.png").read_bytes() == PNG + b"plot"
     assert dest / "confusion_trec6_seed1.png" in paths["files"]
+    import shutil
+
+    shutil.rmtree(out)  # the cell's files are gone (adopted cells): the committed plot stays in the report
+    kept = write_grid_report(GridSpec(["trec6"], ["baseline", "a2fb"], [0, 1]), out, rows, report_dir=dest)
+    assert dest / "confusion_trec6_seed1.png" in kept["files"]
+    assert "[confusion_trec6_seed1.png](confusion_trec6_seed1.png) |" in (dest / "results.md").read_text()
     plain = write_grid_report(GridSpec(["trec6"], ["baseline"], [0]), out, [rows[2]], report_dir=tmp_path / "p")
     assert "second round" not in (tmp_path / "p" / "results.md").read_text() and len(plain["files"]) == 3

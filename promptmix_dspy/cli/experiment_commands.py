@@ -81,6 +81,9 @@ def bench(*, out: Annotated[Path, typer.Option("--out", "-o", help="Grid folder;
                                 "plots here instead of OUT (e.g. evals/results/NAME to commit them).")] = None,
           report_only: Annotated[bool, typer.Option("--report-only", help="Write the report of the cells finished so "
                                  "far (pending ones shown as pending) and run nothing.")] = False,
+          adopt: Annotated[Optional[list[Path]], typer.Option("--adopt", help="A results.jsonl (e.g. the committed "
+                           "evals/results/NAME/results.jsonl) whose finished cells this grid takes instead of redoing "
+                           "them, when made with exactly this grid's settings (repeatable).")] = None,
           spec: SpecOptions, lm: LMOptions, budget: BudgetOptions, dry_run: DryRun = False, force: Force = False,
           verbose: Verbose = False) -> None:
     """The paper's table: datasets x methods x seeds, then results.{jsonl,md} and plots in OUT."""
@@ -88,7 +91,7 @@ def bench(*, out: Annotated[Path, typer.Option("--out", "-o", help="Grid folder;
     import shlex
     import sys
 
-    from promptmix_dspy.experiments.grid import collect_results, load_grid, run_grid
+    from promptmix_dspy.experiments.grid import adopt_cells, collect_results, load_grid, run_grid
     from promptmix_dspy.experiments.report import write_grid_report
 
     with guarded(out, "every finished cell"):
@@ -96,6 +99,10 @@ def bench(*, out: Annotated[Path, typer.Option("--out", "-o", help="Grid folder;
                          **spec.overrides(lm, budget))
         if dry_run:
             return _print_estimate(grid)
+        for source in adopt or []:
+            counts = adopt_cells(grid, out, source)
+            typer.echo(f"{source}: adopted {counts['adopted']} finished cell(s), {counts['finished']} already "
+                       f"finished in {out}, {counts['other']} row(s) of cells outside this grid")
         rows = collect_results(grid, out) if report_only else run_grid(grid, out, force=force)
         paths = write_grid_report(grid, out, rows, shlex.join(["promptmix", *sys.argv[1:]]), report_dir)
     typer.echo(paths["table"])

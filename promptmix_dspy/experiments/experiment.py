@@ -43,7 +43,7 @@ from promptmix_dspy.store.files import (
     versions,
 )
 
-__all__ = ["GENERATION_MARKER", "JOURNALS", "SpecMismatch", "check_ready", "generation_usage", "llm_call_seconds", "run_experiment"]
+__all__ = ["GENERATION_MARKER", "JOURNALS", "SpecMismatch", "check_ready", "diff_settings", "generation_usage", "llm_call_seconds", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _start(out: Path, spec: ExperimentSpec, force: bool) -> None:
     path = out / "experiment.json"
     if path.exists() and read_json(path)["spec"] != spec.fingerprint():
         if not force:
-            diff = _diff(read_json(path)["spec"], spec.fingerprint())
+            diff = diff_settings(read_json(path)["spec"], spec.fingerprint())
             raise SpecMismatch(f"{path} was written by an experiment with other settings ({diff}): use another "
                                f"folder, --force to redo it, or delete it")
         logger.warning("%s: other settings, --force: starting the cell over", out)
@@ -119,7 +119,8 @@ def _start(out: Path, spec: ExperimentSpec, force: bool) -> None:
     atomic_write_json(path, {"spec": spec.fingerprint(), "versions": versions(), "updated": now_iso()})
 
 
-def _diff(old: dict, new: dict) -> str:
+def diff_settings(old: dict, new: dict) -> str:
+    """The settings two fingerprints disagree on, ``key: old -> new``."""
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     return "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
 
@@ -213,7 +214,7 @@ def _generation_finished(gen_dir: Path, identity: dict, stages: tuple[str, ...],
     made = read_json(marker)
     if made != identity:
         if not force:
-            raise SpecMismatch(f"{gen_dir} holds a generation made with other settings ({_diff(made, identity)}): "
+            raise SpecMismatch(f"{gen_dir} holds a generation made with other settings ({diff_settings(made, identity)}): "
                                f"use another --out, --force to redo it, or delete it")
         logger.warning("%s: made with other settings, --force: generating again", gen_dir)
         shutil.rmtree(gen_dir)

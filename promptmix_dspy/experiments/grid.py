@@ -14,6 +14,7 @@ sessions included for the cost) stops the grid.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import traceback
 from dataclasses import asdict, dataclass, field, fields
@@ -22,7 +23,7 @@ from typing import Any
 
 from promptmix_dspy.data.datasets import load_dataset
 from promptmix_dspy.data.types import Dataset
-from promptmix_dspy.experiments.experiment import SpecMismatch, run_experiment
+from promptmix_dspy.experiments.experiment import SpecMismatch, diff_settings, run_experiment
 from promptmix_dspy.experiments.methods import METHODS
 from promptmix_dspy.experiments.spec import ExperimentSpec, dataset_key, load_spec_data, merge_overrides
 from promptmix_dspy.llm.runner import RunStopped
@@ -30,7 +31,10 @@ from promptmix_dspy.llm.settings import LazyLM
 from promptmix_dspy.pipeline.augment import RunMismatch
 from promptmix_dspy.store.files import atomic_write_json, atomic_write_jsonl, journal_usage, now_iso, read_json
 
-__all__ = ["GridSpec", "spent", "cell_dir", "cell_path", "collect_results", "generation_dir", "load_grid", "run_grid"]
+ADOPTED = "adopted.json"  # in a cell folder: the results.jsonl line its result.json was taken from
+
+__all__ = ["GridSpec", "adopt_cells", "spent", "cell_dir", "cell_path", "collect_results", "generation_dir", "load_grid",
+           "run_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +187,55 @@ def _run_cell(grid: GridSpec, spec: ExperimentSpec, out: Path, lm: LazyLM, datas
 
 def _all_folders(out: Path) -> list[Path]:
     return [p for p in [*out.glob("cells/*/*/seed*"), *out.glob("generations/*/seed*/*")] if p.is_dir()]
+
+
+def adopt_cells(grid: GridSpec, out: str | Path, source: str | Path) -> dict[str, int]:
+    """Take finished cells from a results.jsonl (a committed report's) into ``out``, so that a fresh clone or a
+    lost run folder resumes the grid instead of redoing it. A row is taken only for a cell of this grid that is
+    not finished in ``out`` and whose settings are exactly the cell's (the fingerprint the grid would check);
+    a row of this grid made with other settings stops the adoption before anything is written, naming the line
+    and the difference. Only the row comes back, not the cell's files: the plots drawn from a generation
+    cover the generations present. Returns counts: adopted, already finished, not in this grid."""
+    out, source = Path(out), Path(source)
+    if not source.is_file():
+        raise FileNotFoundError(f"--adopt {source}: no such file (a grid report's results.jsonl)")
+    cells = {(s.dataset, s.method, s.seed): s for s in grid.cells()}
+    todo, counts = [], {"adopted": 0, "finished": 0, "other": 0}
+    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{source}:{number}"
+        try:
+            row = json.loads(line)
+            key = (row["dataset"], row["method"], int(row["seed"]))
+            config = row["config"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{where}: not a result row (JSON with dataset, method, seed, config): {exc}") from exc
+        spec = cells.get(key)
+        if spec is None:
+            counts["other"] += 1
+            continue
+        folder = grid.folders(out, spec)[0]
+        if (folder / "result.json").exists():
+            counts["finished"] += 1
+            continue
+        if config != spec.fingerprint():
+            raise SpecMismatch(f"{where}: {key[0]} / {key[1]} / seed {key[2]} was made with other settings than "
+                               f"this grid's ({diff_settings(config, spec.fingerprint())}); nothing was adopted")
+        started = folder / "experiment.json"
+        if started.exists() and read_json(started)["spec"] != config:
+            raise SpecMismatch(f"{where}: {started} holds a started cell with other settings; nothing was adopted")
+        todo.append((folder, row, where))
+    for folder, row, where in todo:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / "experiment.json", {"spec": row["config"], "versions": row.get("versions"),
+                                                       "updated": now_iso()})
+        atomic_write_json(folder / ADOPTED, {"from": where, "adopted": now_iso()})
+        atomic_write_json(folder / "result.json", row)
+        counts["adopted"] += 1
+    logger.info("adopted %d cell(s) from %s (%d already finished here, %d rows of other cells)",
+                counts["adopted"], source, counts["finished"], counts["other"])
+    return counts
 
 
 def collect_results(grid: GridSpec, out: str | Path) -> list[dict]:

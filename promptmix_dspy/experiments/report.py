@@ -122,7 +122,10 @@ def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], c
     second, second_files = second_round_section(rows, out, dest)
     files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows), *second_files]
     table = results_table(rows, grid.datasets, grid.methods, seeds=len(grid.seeds))
-    examples = [line for dataset, gens in generations.items() if gens for line in examples_table(dataset, gens[0])]
+    earlier = (dest / "results.md").read_text(encoding="utf-8") if (dest / "results.md").is_file() else ""
+    examples = [line for dataset, gens in generations.items()
+                for line in (examples_table(dataset, gens[0]) if gens else
+                             _earlier_examples(earlier, dataset) if any(r["dataset"] == dataset for r in rows) else [])]
     reading = dest / READING
     reading = reading.read_text(encoding="utf-8").strip().splitlines() if reading.is_file() else []
     atomic_write_text(dest / "results.md", _markdown(grid, rows, table, command, files, examples, reading, second))
@@ -147,6 +150,21 @@ def examples_table(dataset: str, gen_dir: Path, per_class: int = 2, width: int =
     return lines + [""]
 
 
+def _earlier_examples(markdown: str, dataset: str) -> list[str]:
+    """The examples table an earlier report printed for this dataset: its cells were adopted and their
+    generations are not in the run folder (the table's first line names the seed it was drawn from)."""
+    lines, kept = markdown.splitlines(), []
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"Generated texts, {dataset_key(dataset)} seed")),
+                 None)
+    if start is None:
+        return []
+    for line in lines[start:]:
+        if kept and not line.strip() and kept[-1].startswith("|"):
+            break
+        kept.append(line)
+    return kept + [""]
+
+
 def second_round_section(rows: Sequence[dict], out: Path, dest: Path) -> tuple[list[str], list[Path]]:
     """Markdown for the second-round cells (a2fb), one row each, and their confusion plots copied into dest.
 
@@ -169,11 +187,10 @@ def second_round_section(rows: Sequence[dict], out: Path, dest: Path) -> tuple[l
         pairs = "; ".join(f"{p['true']} -> {p['predicted']} {_rate(p['rate'])} -> "
                           + after.get((p["true"], p["predicted"]), "?") for p in second.get("pairs") or []) or "–"
         source = cell_path(out, row["dataset"], row["method"], row["seed"]) / "feedback" / "confusion.png"
-        plot = "–"
-        if source.is_file():
-            target = dest / f"confusion_{key}_seed{row['seed']}.png"
-            if source.resolve() != target.resolve():
-                shutil.copyfile(source, target)
+        plot, target = "–", dest / f"confusion_{key}_seed{row['seed']}.png"
+        if source.is_file() and source.resolve() != target.resolve():
+            shutil.copyfile(source, target)
+        if target.is_file():  # copied now, or by an earlier report of this cell (an adopted cell has no files)
             files.append(target)
             plot = f"[{target.name}]({target.name})"
         lines.append(f"| {key} | {row['method']} | {row['seed']} | {second.get('rows', '–')} | "
@@ -190,10 +207,13 @@ def _plots(grid: "GridSpec", generations: dict[str, list[Path]], dest: Path, row
 
     files = [plot_accuracy(rows, grid.datasets, grid.methods, dest / "accuracy.png")] if rows else []
     for dataset, gens in generations.items():
+        key = dataset_key(dataset)
         if gens:
-            key = dataset_key(dataset)
             files.append(plot_boundary(dataset, gens[0], grid.base.get("data_dir"), dest / f"boundary_{key}.png"))
             files.append(plot_label_matrix(key, gens, dest / f"labels_{key}.png"))
+        elif any(r["dataset"] == dataset for r in rows):  # the cells were adopted (grid.adopt_cells), their
+            # generations are not here: the plots an earlier report drew from them stay (their titles name the seeds)
+            files += [f for f in (dest / f"boundary_{key}.png", dest / f"labels_{key}.png") if f.is_file()]
     return files
 
 
