@@ -198,6 +198,14 @@ def test_a_grid_of_two_cells_with_a_scripted_lm_writes_the_report_with_pending_c
     assert "relabeled" in text and "## The paper's claims" in text
     assert {p.name for p in paths["files"]} >= {"results.md", "accuracy.png", "boundary_trec6.png",
                                                  "labels_trec6.png"}
+    # a finished cell of a seed whose generation is not here (adopted): the plots drawn from more seeds stay
+    (tmp_path / "g" / "labels_trec6.png").write_bytes(PNG + b"drawn from every seed")
+    adopted = [*rows, {**next(r for r in rows if r["method"] == "a2"), "seed": 1}]
+    partial = write_grid_report(big, tmp_path / "g", adopted, "promptmix bench ...")
+    assert (tmp_path / "g" / "labels_trec6.png").read_bytes() == PNG + b"drawn from every seed"
+    assert tmp_path / "g" / "labels_trec6.png" in partial["files"]
+    write_grid_report(big, tmp_path / "g", rows, "promptmix bench ...")  # every generation here: drawn again
+    assert (tmp_path / "g" / "labels_trec6.png").read_bytes() != PNG + b"drawn from every seed"
     # the run folder's generations lost (a fresh clone adopting these cells): the plots drawn from them stay
     import shutil
 

@@ -119,13 +119,16 @@ def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], c
     atomic_write_jsonl(dest / "results.jsonl", rows)
     llm_root = Path(grid.share_llm_from) if grid.share_llm_from else out
     generations = {dataset: _generations(llm_root, dataset_key(dataset), grid.seeds) for dataset in grid.datasets}
-    second, second_files = second_round_section(rows, out, dest)
-    files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows), *second_files]
-    table = results_table(rows, grid.datasets, grid.methods, seeds=len(grid.seeds))
     earlier = (dest / "results.md").read_text(encoding="utf-8") if (dest / "results.md").is_file() else ""
+    kept = {dataset: _earlier_examples(earlier, dataset) for dataset, gens in generations.items()
+            if not _has_every_generation(rows, dataset, gens)}
+    kept = {dataset: lines for dataset, lines in kept.items() if lines}  # what an earlier report drew stays
+    second, second_files = second_round_section(rows, out, dest)
+    files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows, set(kept)),
+             *second_files]
+    table = results_table(rows, grid.datasets, grid.methods, seeds=len(grid.seeds))
     examples = [line for dataset, gens in generations.items()
-                for line in (examples_table(dataset, gens[0]) if gens else
-                             _earlier_examples(earlier, dataset) if any(r["dataset"] == dataset for r in rows) else [])]
+                for line in (kept[dataset] if dataset in kept else examples_table(dataset, gens[0]) if gens else [])]
     reading = dest / READING
     reading = reading.read_text(encoding="utf-8").strip().splitlines() if reading.is_file() else []
     atomic_write_text(dest / "results.md", _markdown(grid, rows, table, command, files, examples, reading, second))
@@ -202,19 +205,32 @@ def _rate(rate: float | None) -> str:
     return "n/a" if rate is None else f"{rate:.2f}"
 
 
-def _plots(grid: "GridSpec", generations: dict[str, list[Path]], dest: Path, rows: Sequence[dict]) -> list[Path]:
+def _plots(grid: "GridSpec", generations: dict[str, list[Path]], dest: Path, rows: Sequence[dict],
+           kept: set[str] = frozenset()) -> list[Path]:
+    """accuracy.png, and per dataset the boundary picture and the label matrix, drawn from the generations at
+    hand; for a dataset in ``kept`` the ones an earlier report drew stay (see _has_every_generation)."""
     from promptmix_dspy.experiments.plots import plot_accuracy, plot_boundary, plot_label_matrix
 
     files = [plot_accuracy(rows, grid.datasets, grid.methods, dest / "accuracy.png")] if rows else []
     for dataset, gens in generations.items():
         key = dataset_key(dataset)
-        if gens:
+        earlier = [f for f in (dest / f"boundary_{key}.png", dest / f"labels_{key}.png") if f.is_file()]
+        if dataset in kept and earlier:
+            files += earlier
+        elif gens:
             files.append(plot_boundary(dataset, gens[0], grid.base.get("data_dir"), dest / f"boundary_{key}.png"))
             files.append(plot_label_matrix(key, gens, dest / f"labels_{key}.png"))
-        elif any(r["dataset"] == dataset for r in rows):  # the cells were adopted (grid.adopt_cells), their
-            # generations are not here: the plots an earlier report drew from them stay (their titles name the seeds)
-            files += [f for f in (dest / f"boundary_{key}.png", dest / f"labels_{key}.png") if f.is_file()]
     return files
+
+
+def _has_every_generation(rows: Sequence[dict], dataset: str, gens: list[Path]) -> bool:
+    """Whether the run folder holds the mix generation of every seed whose finished cells read one. Cells adopted
+    from a committed report (grid.adopt_cells) bring back their rows, not their files: redrawing from the
+    generations at hand would then narrow the plots and examples to fewer seeds than the table, so the ones an
+    earlier report drew from all of them stay (their titles name the seeds)."""
+    needed = {r["seed"] for r in rows
+              if r["dataset"] == dataset and getattr(METHODS.get(r["method"]), "generation", None) == "mix"}
+    return needed <= {int(g.parent.name.removeprefix("seed")) for g in gens}
 
 
 def _generations(out: Path, key: str, seeds: Sequence[int]) -> list[Path]:
