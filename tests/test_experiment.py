@@ -257,7 +257,8 @@ def test_a_fresh_folder_adopts_committed_cells_made_with_the_same_settings_and_r
     base = _base(tiny_bert, server)
     first = run_grid(GridSpec([str(dataset_dir)], ["baseline", "a2", "llm"], [0], base), tmp_path / "lost")
     committed = tmp_path / "results.jsonl"  # what a report dir holds after the run folder is gone
-    committed.write_text((tmp_path / "lost" / "results.jsonl").read_text() + "\n")
+    lines = (tmp_path / "lost" / "results.jsonl").read_text()
+    committed.write_text(lines + "\n" + lines.splitlines()[0] + "\n")  # a blank line and a repeated row
     bigger = GridSpec([str(dataset_dir)], ["baseline", "a2", "llm"], [0, 1], base)
     # another setting on a cell of this grid: refused with the line and the difference, nothing written
     other = GridSpec([str(dataset_dir)], ["baseline", "a2", "llm"], [0], {**base, "per_class": PER_CLASS + 1})
@@ -265,8 +266,8 @@ def test_a_fresh_folder_adopts_committed_cells_made_with_the_same_settings_and_r
         adopt_cells(other, tmp_path / "fresh", committed)
     assert not (tmp_path / "fresh").exists()
     sent = len(server.requests)
-    assert adopt_cells(bigger, tmp_path / "fresh", committed) == {"adopted": 3, "finished": 0, "other": 0}
-    assert adopt_cells(bigger, tmp_path / "fresh", committed)["finished"] == 3  # a second time takes nothing
+    assert adopt_cells(bigger, tmp_path / "fresh", committed) == {"adopted": 3, "finished": 1, "other": 0}
+    assert adopt_cells(bigger, tmp_path / "fresh", committed)["finished"] == 4  # a second time takes nothing
     rows = run_grid(bigger, tmp_path / "fresh")
     assert rows[:3] == first and [(r["method"], r["seed"]) for r in rows[3:]] == [(m, 1) for m in
                                                                                   ("baseline", "a2", "llm")]
@@ -286,6 +287,7 @@ def test_a_fresh_folder_adopts_committed_cells_made_with_the_same_settings_and_r
                                       "--report-only", *common])
     assert result.exit_code == 0, result.output
     assert "adopted 1 finished cell(s)" in result.output and "2 row(s) of cells outside this grid" in result.output
+    assert "1 already finished" in result.output  # the repeated baseline row
     assert "Cells finished: 1 of 1" in (tmp_path / "cli" / "results.md").read_text()
 
 

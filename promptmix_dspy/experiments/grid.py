@@ -216,7 +216,7 @@ def adopt_cells(grid: GridSpec, out: str | Path, source: str | Path) -> dict[str
             counts["other"] += 1
             continue
         folder = grid.folders(out, spec)[0]
-        if (folder / "result.json").exists():
+        if (folder / "result.json").exists() or any(f == folder for f, _, _ in todo):  # a repeated row: the first
             counts["finished"] += 1
             continue
         if config != spec.fingerprint():
