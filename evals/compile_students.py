@@ -23,6 +23,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from promptmix_dspy.experiments.grid import ADOPTED
 from promptmix_dspy.experiments.spec import dataset_key
 from promptmix_dspy.experiments.summary import generation_stats
 from promptmix_dspy.store.files import atomic_write_text, read_journal
@@ -30,6 +31,9 @@ from promptmix_dspy.store.files import atomic_write_text, read_journal
 BEGIN = "<!-- students: made by evals/compile_students.py; re-run it to refresh -->"
 END = "<!-- /students -->"
 GENERATIONS = {"a2": "mix", "a2c": "compiled"}
+CACHE_NOTE = ("Where the kept generator is the uncompiled one, a2c's generation calls are the very same requests as "
+              "a2's and come from the response cache: both rows train on the same texts, and the difference is the "
+              "relabeler's.")
 
 
 def _grid_rows(folder: Path, key: str) -> dict[tuple[str, int], float]:
@@ -38,7 +42,12 @@ def _grid_rows(folder: Path, key: str) -> dict[tuple[str, int], float]:
             if dataset_key(r["dataset"]) == key and r["method"] in GENERATIONS}
 
 
-def students_section(key: str, grids: list[tuple[str, Path]], generations: Path) -> list[str]:
+def students_section(key: str, grids: list[tuple[str, Path]], generations: Path, earlier: str = "") -> list[str]:
+    """The section's lines. ``earlier``: the table's text as it stands; a generation row it holds is kept where
+    the run folder no longer has that generation, or where the cell was adopted (`promptmix bench --adopt`: a
+    generation in the run folder was made after it, so it is not the one the cell read)."""
+    kept = {tuple(line.split(" | ")[:2]): line for line in earlier.split(BEGIN, 1)[-1].split(END, 1)[0].splitlines()
+            if BEGIN in earlier and line.startswith("| ") and line.count(" | ") == 7 and "| pending |" not in line}
     accuracy = {name: _grid_rows(folder, key) for name, folder in grids}
     seeds = sorted({seed for rows in accuracy.values() for _, seed in rows})
     lines = [BEGIN, "", "## The student: a2 (uncompiled programs) vs a2c (programs/" + key + ")", ""]
@@ -66,6 +75,12 @@ def students_section(key: str, grids: list[tuple[str, Path]], generations: Path)
     for seed in seeds:
         for method, folder_name in GENERATIONS.items():
             folder = generations / "generations" / key / f"seed{seed}" / folder_name
+            # an adopted cell's generation may be missing, or made again since (a new sample, not its texts)
+            adopted = (generations / "cells" / key / method / f"seed{seed}" / ADOPTED).is_file()
+            if (adopted or not (folder / "augmented.jsonl").is_file()) and (f"| {seed}", method) in kept:
+                lines.append(kept[(f"| {seed}", method)])
+                cached |= CACHE_NOTE in earlier  # the kept rows are the ones that note was written for
+                continue
             if not (folder / "augmented.jsonl").is_file():
                 lines.append(f"| {seed} | {method} | pending | | | | | |")
                 continue
@@ -76,9 +91,7 @@ def students_section(key: str, grids: list[tuple[str, Path]], generations: Path)
                          f"{stats['seed_copy_share']:.0%} | {stats['kept_per_call']:.2f} | "
                          f"{stats['relabeled_share']:.0%} | {relabel:.0f} |")
     if cached:
-        lines += ["", "Where the kept generator is the uncompiled one, a2c's generation calls are the very same "
-                  "requests as a2's and come from the response cache: both rows train on the same texts, and "
-                  "the difference is the relabeler's."]
+        lines += ["", CACHE_NOTE]
     return lines + ["", END]
 
 
@@ -118,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--grid {item!r}: {folder}/results.jsonl not found (write the report first: "
                          "promptmix bench ... --report-only --report-dir FOLDER)")
         grids.append((name, Path(folder)))
-    section = students_section(dataset_key(args.dataset), grids, args.generations)
+    earlier = args.table.read_text(encoding="utf-8") if args.table.is_file() else ""
+    section = students_section(dataset_key(args.dataset), grids, args.generations, earlier)
     write_section(args.table, section)
     print("\n".join(section))
     return 0

@@ -75,6 +75,20 @@ def test_the_students_section_is_written_once_and_replaced_on_a_rerun(tmp_path):
     assert "| 1 | a2 | pending |" in first and "come from the response cache" in first
     assert script.main(args) == 0
     assert table.read_text() == first and first.count(script.BEGIN) == 1
+    # the run folder's generations gone (a fresh clone adopted the cells): the rows drawn from them stay, and
+    # an adopted cell keeps its row even where its generation was made again (a new sample, not its texts)
+    import shutil
+
+    shutil.rmtree(tmp_path / "grid" / "generations")
+    adopted = tmp_path / "grid" / "cells" / "trec6" / "a2" / "seed0" / "adopted.json"
+    adopted.parent.mkdir(parents=True)
+    adopted.write_text("{}")
+    (tmp_path / "grid" / "generations" / "trec6" / "seed0").mkdir(parents=True)
+    _jsonl(tmp_path / "grid" / "generations" / "trec6" / "seed0" / "mix" / "augmented.jsonl",
+           [{"text": "z", "generated_for": "LOC", "label": "LOC"}])
+    assert script.main(args) == 0
+    assert "| 0 | a2 | 2 | 5 | 20% | 2.00 | 25% | 110 |" in table.read_text()
+    assert "| 1 | a2 | pending |" in table.read_text()
 
 
 def test_a_grid_folder_without_results_is_named_in_the_error(tmp_path, capsys):
