@@ -204,6 +204,11 @@ def test_a_grid_of_two_cells_with_a_scripted_lm_writes_the_report_with_pending_c
     partial = write_grid_report(big, tmp_path / "g", adopted, "promptmix bench ...")
     assert (tmp_path / "g" / "labels_trec6.png").read_bytes() == PNG + b"drawn from every seed"
     assert tmp_path / "g" / "labels_trec6.png" in partial["files"]
+    adopted_mark = tmp_path / "g" / "cells" / "trec6" / "a2" / "seed0" / "adopted.json"
+    adopted_mark.write_text("{}")  # the cell was adopted: the generation here was made after it, not its texts
+    write_grid_report(big, tmp_path / "g", rows, "promptmix bench ...")
+    assert (tmp_path / "g" / "labels_trec6.png").read_bytes() == PNG + b"drawn from every seed"
+    adopted_mark.unlink()
     write_grid_report(big, tmp_path / "g", rows, "promptmix bench ...")  # every generation here: drawn again
     assert (tmp_path / "g" / "labels_trec6.png").read_bytes() != PNG + b"drawn from every seed"
     # the run folder's generations lost (a fresh clone adopting these cells): the plots drawn from them stay

@@ -121,7 +121,7 @@ def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], c
     generations = {dataset: _generations(llm_root, dataset_key(dataset), grid.seeds) for dataset in grid.datasets}
     earlier = (dest / "results.md").read_text(encoding="utf-8") if (dest / "results.md").is_file() else ""
     kept = {dataset: _earlier_examples(earlier, dataset) for dataset, gens in generations.items()
-            if not _has_every_generation(rows, dataset, gens)}
+            if not _has_every_generation(rows, dataset, gens, out)}
     kept = {dataset: lines for dataset, lines in kept.items() if lines}  # what an earlier report drew stays
     second, second_files = second_round_section(rows, out, dest)
     files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows, set(kept)),
@@ -223,14 +223,19 @@ def _plots(grid: "GridSpec", generations: dict[str, list[Path]], dest: Path, row
     return files
 
 
-def _has_every_generation(rows: Sequence[dict], dataset: str, gens: list[Path]) -> bool:
+def _has_every_generation(rows: Sequence[dict], dataset: str, gens: list[Path], out: Path) -> bool:
     """Whether the run folder holds the mix generation of every seed whose finished cells read one. Cells adopted
     from a committed report (grid.adopt_cells) bring back their rows, not their files: redrawing from the
     generations at hand would then narrow the plots and examples to fewer seeds than the table, so the ones an
-    earlier report drew from all of them stay (their titles name the seeds)."""
-    needed = {r["seed"] for r in rows
-              if r["dataset"] == dataset and getattr(METHODS.get(r["method"]), "generation", None) == "mix"}
-    return needed <= {int(g.parent.name.removeprefix("seed")) for g in gens}
+    earlier report drew from all of them stay (their titles name the seeds). A seed whose mix cell was adopted
+    counts as missing even where its generation is here: it was made again after (a new sample, not the texts
+    that cell trained on)."""
+    from promptmix_dspy.experiments.grid import ADOPTED, cell_path
+
+    readers = [r for r in rows
+               if r["dataset"] == dataset and getattr(METHODS.get(r["method"]), "generation", None) == "mix"]
+    adopted = {r["seed"] for r in readers if (cell_path(out, r["dataset"], r["method"], r["seed"]) / ADOPTED).is_file()}
+    return {r["seed"] for r in readers} <= {int(g.parent.name.removeprefix("seed")) for g in gens} - adopted
 
 
 def _generations(out: Path, key: str, seeds: Sequence[int]) -> list[Path]:
