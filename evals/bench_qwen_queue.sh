@@ -7,7 +7,7 @@
 # the students-only grid (min 300 steps, bench_qwen2.5-coder-1.5b_300steps.toml) trains on what it made, and
 # both reports are rewritten. A fresh clone (or a lost runs/) first adopts the finished cells of the committed
 # reports (`bench --adopt`: only cells made with exactly these settings), so it resumes where they stop
-# instead of redoing them; the plots drawn from generated data then cover the generations in runs/.
+# instead of redoing them; the reports keep the plots and examples committed for the adopted cells.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 P=.venv/bin/promptmix

@@ -43,7 +43,8 @@ from promptmix_dspy.store.files import (
     versions,
 )
 
-__all__ = ["GENERATION_MARKER", "JOURNALS", "SpecMismatch", "check_ready", "diff_settings", "generation_usage", "llm_call_seconds", "run_experiment"]
+__all__ = ["GENERATION_MARKER", "JOURNALS", "SpecMismatch", "check_ready", "diff_settings", "generation_usage",
+           "llm_call_seconds", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -214,8 +215,9 @@ def _generation_finished(gen_dir: Path, identity: dict, stages: tuple[str, ...],
     made = read_json(marker)
     if made != identity:
         if not force:
-            raise SpecMismatch(f"{gen_dir} holds a generation made with other settings ({diff_settings(made, identity)}): "
-                               f"use another --out, --force to redo it, or delete it")
+            raise SpecMismatch(f"{gen_dir} holds a generation made with other settings "
+                               f"({diff_settings(made, identity)}): use another --out, --force to redo it, or "
+                               f"delete it")
         logger.warning("%s: made with other settings, --force: generating again", gen_dir)
         shutil.rmtree(gen_dir)
         return False

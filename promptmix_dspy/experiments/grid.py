@@ -33,8 +33,8 @@ from promptmix_dspy.store.files import atomic_write_json, atomic_write_jsonl, jo
 
 ADOPTED = "adopted.json"  # in a cell folder: the results.jsonl line its result.json was taken from
 
-__all__ = ["GridSpec", "adopt_cells", "spent", "cell_dir", "cell_path", "collect_results", "generation_dir", "load_grid",
-           "run_grid"]
+__all__ = ["ADOPTED", "GridSpec", "adopt_cells", "spent", "cell_dir", "cell_path", "collect_results", "generation_dir",
+           "load_grid", "run_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -194,13 +194,13 @@ def adopt_cells(grid: GridSpec, out: str | Path, source: str | Path) -> dict[str
     lost run folder resumes the grid instead of redoing it. A row is taken only for a cell of this grid that is
     not finished in ``out`` and whose settings are exactly the cell's (the fingerprint the grid would check);
     a row of this grid made with other settings stops the adoption before anything is written, naming the line
-    and the difference. Only the row comes back, not the cell's files: the plots drawn from a generation
-    cover the generations present. Returns counts: adopted, already finished, not in this grid."""
+    and the difference. Only the row comes back, not the cell's files (the report keeps what an earlier report
+    drew from them: report._has_every_generation). Returns counts: adopted, already finished, not in this grid."""
     out, source = Path(out), Path(source)
     if not source.is_file():
         raise FileNotFoundError(f"--adopt {source}: no such file (a grid report's results.jsonl)")
     cells = {(s.dataset, s.method, s.seed): s for s in grid.cells()}
-    todo, counts = [], {"adopted": 0, "finished": 0, "other": 0}
+    todo, taken, counts = [], set(), {"adopted": 0, "finished": 0, "other": 0}
     for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -216,7 +216,7 @@ def adopt_cells(grid: GridSpec, out: str | Path, source: str | Path) -> dict[str
             counts["other"] += 1
             continue
         folder = grid.folders(out, spec)[0]
-        if (folder / "result.json").exists() or any(f == folder for f, _, _ in todo):  # a repeated row: the first
+        if (folder / "result.json").exists() or folder in taken:  # a repeated row: the first one is taken
             counts["finished"] += 1
             continue
         if config != spec.fingerprint():
@@ -226,6 +226,7 @@ def adopt_cells(grid: GridSpec, out: str | Path, source: str | Path) -> dict[str
         if started.exists() and read_json(started)["spec"] != config:
             raise SpecMismatch(f"{where}: {started} holds a started cell with other settings; nothing was adopted")
         todo.append((folder, row, where))
+        taken.add(folder)
     for folder, row, where in todo:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / "experiment.json", {"spec": row["config"], "versions": row.get("versions"),

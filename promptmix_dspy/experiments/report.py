@@ -120,9 +120,10 @@ def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], c
     llm_root = Path(grid.share_llm_from) if grid.share_llm_from else out
     generations = {dataset: _generations(llm_root, dataset_key(dataset), grid.seeds) for dataset in grid.datasets}
     earlier = (dest / "results.md").read_text(encoding="utf-8") if (dest / "results.md").is_file() else ""
-    kept = {dataset: _earlier_examples(earlier, dataset) for dataset, gens in generations.items()
-            if not _has_every_generation(rows, dataset, gens, out)}
-    kept = {dataset: lines for dataset, lines in kept.items() if lines}  # what an earlier report drew stays
+    kept = {}  # dataset -> the examples an earlier report drew, where redrawing would narrow them (adopted cells)
+    for dataset, gens in generations.items():
+        if not _has_every_generation(rows, dataset, gens, out) and (lines := _earlier_examples(earlier, dataset)):
+            kept[dataset] = lines
     second, second_files = second_round_section(rows, out, dest)
     files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows, set(kept)),
              *second_files]
@@ -157,8 +158,8 @@ def _earlier_examples(markdown: str, dataset: str) -> list[str]:
     """The examples table an earlier report printed for this dataset: its cells were adopted and their
     generations are not in the run folder (the table's first line names the seed it was drawn from)."""
     lines, kept = markdown.splitlines(), []
-    start = next((i for i, line in enumerate(lines) if line.startswith(f"Generated texts, {dataset_key(dataset)} seed")),
-                 None)
+    title = f"Generated texts, {dataset_key(dataset)} seed"
+    start = next((i for i, line in enumerate(lines) if line.startswith(title)), None)
     if start is None:
         return []
     for line in lines[start:]:
@@ -234,7 +235,8 @@ def _has_every_generation(rows: Sequence[dict], dataset: str, gens: list[Path], 
 
     readers = [r for r in rows
                if r["dataset"] == dataset and getattr(METHODS.get(r["method"]), "generation", None) == "mix"]
-    adopted = {r["seed"] for r in readers if (cell_path(out, r["dataset"], r["method"], r["seed"]) / ADOPTED).is_file()}
+    adopted = {r["seed"] for r in readers
+               if (cell_path(out, r["dataset"], r["method"], r["seed"]) / ADOPTED).is_file()}
     return {r["seed"] for r in readers} <= {int(g.parent.name.removeprefix("seed")) for g in gens} - adopted
 
 
