@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-__all__ = ["ConcurrencyProbe", "Fault", "RuleResponder", "ScriptedServer", "candidate_names", "distinct_words", "numbered",
-           "parse_fields", "scripted_lm",
-           "stable_generate"]
+__all__ = ["ConcurrencyProbe", "Fault", "RuleResponder", "ScriptedServer", "candidate_codes", "candidate_names",
+           "distinct_words", "numbered", "parse_fields", "scripted_lm", "scripted_logprobs", "stable_generate"]
 
 Responder = Callable[[list[dict], dict], "str | Fault"]
 _local = threading.local()  # the request a server thread is answering
@@ -43,11 +42,24 @@ def _output_fields(system: str) -> list[str]:
 
 
 def candidate_names(block: str) -> list[str]:
-    """Class names from a rendered candidate_classes block: '- NAME: description' lines, or a JSON list."""
+    """Class names from a rendered candidate_classes block: '- NAME: description' or '- CODE. NAME: description'
+    lines, or a JSON list."""
+    return [name for _, name in candidate_codes(block)]
+
+
+def candidate_codes(block: str) -> list[tuple[str | None, str]]:
+    """(code or None, name) of each class in a rendered candidate_classes block."""
     block = block.strip()
     if block.startswith("["):
-        return [c["name"] for c in json.loads(block)]
-    return [m.group(1) for m in re.finditer(r"^- (.+?): ", block, re.M)]
+        return [(c.get("code"), c["name"]) for c in json.loads(block)]
+    out = []
+    for m in re.finditer(r"^- (.+?): ", block, re.M):
+        coded = re.match(r"^([A-Z])\. (.+)$", m.group(1))
+        out.append((coded.group(1), coded.group(2)) if coded else (None, m.group(1)))
+    return out
+
+
+ONE_LABEL = re.compile(r"Answer with (?:the class name|the letter of the class) of one candidate only\.")
 
 
 def numbered(block: str) -> list[str]:
@@ -85,7 +97,11 @@ class RuleResponder:
         with self._lock:
             self.calls += 1
             n = self.calls
+        if ONE_LABEL.search(system):
+            return self._classify(fields)
         outputs = _output_fields(system)
+        if outputs == ["label"] and "candidates" in fields:  # DSPy's own adapters: a JSON (or field) answer
+            return json.dumps({"label": self._classify(fields)})
         if "classes_for_texts" in outputs:
             return json.dumps({"classes_for_texts": self._relabel(fields)})
         if "texts" in outputs:
@@ -95,6 +111,15 @@ class RuleResponder:
         if "task" in outputs:
             return json.dumps({"task": "The texts are short messages, classified by topic."})
         return json.dumps({name: (self.propose or _default_propose)(name, fields) for name in outputs})
+
+    def _classify(self, fields: dict) -> str:
+        """A one-label answer: the rule's class among the candidates, as its code where they carry codes."""
+        block = fields["candidates"].strip()
+        listed = json.loads(block) if block.startswith("[") else block.split(", ")
+        coded = [(m.group(1), m.group(2)) if (m := re.match(r"^([A-Z])\. (.+)$", c)) else (None, c)
+                 for c in (str(c).strip() for c in listed)]
+        label = (self.relabel or _default_relabel)(fields.get("text", ""), [name for _, name in coded])
+        return next((code for code, name in coded if name == label and code), label)
 
     def _relabel(self, fields: dict) -> dict[str, str]:
         candidates = candidate_names(fields["candidate_classes"])
@@ -224,6 +249,9 @@ class Fault:
     drop: bool = False
     body: str | None = None  # raw body instead of a valid completion (truncated/malformed JSON) or error JSON
     content: str | None = None  # a valid completion whose message content is this (e.g. '' or a bad label)
+    # the first answer token's alternatives {token: logprob}, returned in llama.cpp's / OpenAI's shape when the
+    # request asks for logprobs (default: the answer's first character with logprob 0)
+    top_logprobs: dict[str, float] | None = None
 
 
 class ScriptedServer:
@@ -295,17 +323,36 @@ class ScriptedServer:
         if fault.status != 200:
             err = {"error": {"message": f"injected {fault.status}", "type": "server_error"}}
             return fault.status, fault.headers, (fault.body or json.dumps(err)).encode(), fault.delay
-        payload = fault.body if fault.body is not None else json.dumps(self._completion(body, fault.content or ""))
+        payload = fault.body if fault.body is not None else \
+            json.dumps(self._completion(body, fault.content or "", fault.top_logprobs))
         return 200, fault.headers, payload.encode(), fault.delay
 
-    def _completion(self, body: dict, content: str) -> dict:
+    def _completion(self, body: dict, content: str, top: dict[str, float] | None = None) -> dict:
         prompt_tokens = sum(len(str(m.get("content", ""))) // 4 for m in body.get("messages", []))
+        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+        if body.get("logprobs") and content:
+            choice["logprobs"] = scripted_logprobs(content, top, body.get("top_logprobs") or 1)
         return {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
                 "model": self.model,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": content}}],
+                "choices": [choice],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4,
                           "total_tokens": prompt_tokens + len(content) // 4}}
+
+
+def scripted_logprobs(content: str, top: dict[str, float] | None, k: int) -> dict:
+    """OpenAI's (and llama.cpp's server's) logprobs shape for an answer: the first token is the answer's first
+    character (or the most likely of ``top``), then the rest of the answer as one token."""
+    top = top or {content[:1]: 0.0}
+    ranked = sorted(top.items(), key=lambda kv: -kv[1])[:k]
+    first, rest = content[:1], content[1:]
+
+    def entry(token: str, logprob: float, alternatives: list[tuple[str, float]]) -> dict:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode()),
+                "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in alternatives]}
+    content_entries = [entry(first, top.get(first, ranked[0][1]), ranked)]
+    if rest:
+        content_entries.append(entry(rest, 0.0, [(rest, 0.0)]))
+    return {"content": content_entries}
 
 
 def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:

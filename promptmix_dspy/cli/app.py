@@ -16,6 +16,7 @@ COMMANDS = {
     "describe": augment_commands.describe,
     "serve": llm_commands.serve,
     "models": llm_commands.models,
+    "build-server": llm_commands.build_server,
     "train": student_commands.train,
     "predict": student_commands.predict,
     "evaluate": student_commands.evaluate,

@@ -9,19 +9,19 @@ import typer
 from promptmix_dspy.cli.common import fail, setup_logging
 from promptmix_dspy.cli.options import LocalModel, Verbose, with_groups
 
-__all__ = ["models", "serve"]
+__all__ = ["build_server", "models", "serve"]
 
 
 @with_groups
 def serve(local_model: LocalModel = None,
-          parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, help="Requests answered at once "
-                              "(worker processes; default: what suits the model).")] = None,
+          parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, help="Requests decoded at once "
+                              "(server slots over one model copy; default: what suits the model).")] = None,
           port: Annotated[Optional[int], typer.Option("--port", help="Public port on 127.0.0.1 (default: a free "
                                                       "one).")] = None,
-          n_ctx: Annotated[Optional[int], typer.Option("--n-ctx", min=256, help="Context length of each worker "
+          n_ctx: Annotated[Optional[int], typer.Option("--n-ctx", min=256, help="Context length of each slot "
                                                        "(default: the model's).")] = None,
-          threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Threads per worker (cores // "
-                                                         "workers).")] = None,
+          threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads of the server "
+                                                         "(default: every core).")] = None,
           verbose: Verbose = False) -> None:
     """Serve the embedded LLM (llama.cpp, OpenAI-compatible) in the foreground until Ctrl-C."""
     import signal
@@ -43,6 +43,18 @@ def serve(local_model: LocalModel = None,
     except KeyboardInterrupt:
         typer.echo("stopped")
     except (ImportError, OSError, RuntimeError, ValueError) as exc:
+        fail(exc)
+
+
+def build_server(force: Annotated[bool, typer.Option("--force", help="Build again even when one is built.")] = False,
+                 verbose: Verbose = False) -> None:
+    """Build llama.cpp's server (llama-server) for the embedded LLM from PyPI's llama-cpp-python sdist (~4 min)."""
+    from promptmix_dspy.llm.build import BuildError, build_llama_server
+
+    setup_logging(verbose)
+    try:
+        typer.echo(build_llama_server(force=force))
+    except (BuildError, OSError) as exc:
         fail(exc)
 
 

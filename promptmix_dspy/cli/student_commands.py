@@ -24,6 +24,14 @@ class TrainOptions:
     student: Annotated[Optional[str], typer.Option("--student", help="Hub name or local model folder (default "
                                                    "all-MiniLM-L6-v2, packaged).")] = None
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Default 5.")] = None
+    min_steps: Annotated[Optional[int], typer.Option("--min-steps", min=0, help="Train for at least this many "
+                         "optimizer steps, more epochs if needed (default 300: on 2 seeds per class and a few "
+                         "dozen generated rows 5 epochs are ~45 steps and the student predicts one class); 0: "
+                         "exactly --epochs.")] = None
+    targets: Annotated[Optional[str], typer.Option("--targets", help="hard (default): train on each row's label; "
+                       "soft: on the class probabilities of rows that carry them (a relabeled augmented.jsonl).")] = None
+    min_confidence: Annotated[Optional[float], typer.Option("--min-confidence", help="Leave out rows whose label's "
+                              "probability is below this (rows without probabilities stay; default 0).")] = None
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Default 8.")] = None
     lr: Annotated[Optional[float], typer.Option("--lr", help="Default 4e-5 (6e-5 on banking77).")] = None
     weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Default 0.01 (0.001 on "
@@ -46,8 +54,9 @@ class TrainingData:
                                                        "config.json.")] = None
     labels_file: Annotated[Optional[Path], typer.Option("--labels", help="labels.json, when there is no run "
                                                         "folder.")] = None
-    label_field: Annotated[str, typer.Option("--label-field", help="label (relabeled) or generated_for (labels as "
-                                             "generated: the paper's A1 ablation).")] = "label"
+    label_field: Annotated[str, typer.Option("--label-field", help="label (relabeled, calibrated), label_raw (the "
+                                             "LLM's answers as given) or generated_for (labels as generated: the "
+                                             "paper's A1 ablation).")] = "label"
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset whose defaults apply (banking77 has "
                                                    "its own lr); default: the run's config.json.")] = None
 
@@ -72,8 +81,8 @@ def train(data: TrainingData, options: TrainOptions, seed: Seed = None, verbose:
 def _training_set(data: TrainingData) -> tuple[list, list[str], Optional[str], dict]:
     from promptmix_dspy.student.train import read_labels, read_rows, read_run
 
-    if data.label_field not in ("label", "generated_for"):
-        raise ValueError(f"--label-field must be 'label' or 'generated_for', got {data.label_field!r}")
+    if data.label_field not in ("label", "label_raw", "generated_for"):
+        raise ValueError(f"--label-field must be 'label', 'label_raw' or 'generated_for', got {data.label_field!r}")
     if data.seeds_from is None and data.labels_file is None:
         raise ValueError("give --seeds-from RUN_FOLDER (seeds and labels) or --labels labels.json")
     run = read_run(data.seeds_from) if data.seeds_from is not None else None

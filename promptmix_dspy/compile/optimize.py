@@ -30,7 +30,8 @@ from promptmix_dspy.data.types import Dataset
 from promptmix_dspy.llm.settings import LMHandle
 from promptmix_dspy.method.candidates import CandidateSelector
 from promptmix_dspy.method.modules import ClassDescriber, Relabeler
-from promptmix_dspy.method.programs import META, check_labels, load_state, read_meta
+from promptmix_dspy.method.programs import META, check_labels, labelled_rows_sha256, load_state, read_meta
+from promptmix_dspy.method.protocol import PROTOCOL_VERSION
 from promptmix_dspy.method.signatures import ClassCard
 from promptmix_dspy.store.files import atomic_write_json, now_iso, versions
 
@@ -244,10 +245,16 @@ def _config_record(config: CompileConfig) -> dict[str, Any]:
 
 
 def _merged_meta(out: Path, split: FewShotSplit) -> dict[str, Any]:
-    fresh = {"format": 1, "dataset": split.dataset.name, "labels": list(split.labels), "shots": split.k,
-             "seed": split.seed, "programs": {}}
+    fresh = {"format": 2, "dataset": split.dataset.name, "labels": list(split.labels), "shots": split.k,
+             "seed": split.seed, "dev_per_class": len(split.dev) // max(1, len(split.labels)),
+             "rows_sha256": labelled_rows_sha256(split), "data": split.dataset.identity()["sha256"],
+             "protocol": PROTOCOL_VERSION, "programs": {}}
     if not (out / META).exists():
         return fresh
     old = read_meta(out)
     check_labels(old["labels"], list(split.labels), out)
+    if old.get("rows_sha256") and old["rows_sha256"] != fresh["rows_sha256"]:
+        raise ValueError(f"{out} holds programs compiled on other labelled rows (seed {old.get('seed')}, dev "
+                         f"{old.get('dev_per_class')} per class) than this compile's (seed {split.seed}, dev "
+                         f"{fresh['dev_per_class']} per class): use another --out")
     return {**old, **{k: v for k, v in fresh.items() if k != "programs"}, "programs": old.get("programs", {})}

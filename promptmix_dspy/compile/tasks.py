@@ -79,6 +79,9 @@ class HoldOutRelabeler(Relabeler):
     def _demos(self, cards: list[ClassCard], batch: list[str]) -> list:
         return [d for d in super()._demos(cards, batch) if not set(batch) & set(_demo_texts(d))]
 
+    def _one_demos(self, names: list[str], text: str, codes: dict[str, str] | None) -> list:
+        return [d for d in super()._one_demos(names, text, codes) if text not in set(_demo_texts(d))]
+
     def _selector_for(self, text: str) -> CandidateSelector:
         if self.selector.offers_all or not any(text in c.examples for c in self.cards.values()):
             return self.selector
@@ -91,11 +94,10 @@ class HoldOutRelabeler(Relabeler):
 def relabeler_task(split: FewShotSplit, cards: list[ClassCard], selector: CandidateSelector,
                    task: str | None = None) -> Task:
     """Demos come from the seeds; the dev score from the dev split, else leave-one-out over the seeds.
-    LabeledFewShot gets each seed as a demo in the predictor's own fields (one text, its class)."""
+    LabeledFewShot gets each seed as a demo in the one-text predictor's fields (its text, its class)."""
     seeds = [dspy.Example(text=e.text, label=e.label).with_inputs("text") for e in split.seeds]
     dev = [dspy.Example(text=e.text, label=e.label).with_inputs("text") for e in split.dev]
-    labeled = [dspy.Example(texts=[e.text], classes_for_texts={"1": e.label}).with_inputs("texts")
-               for e in split.seeds]
+    labeled = [dspy.Example(text=e.text, label=e.label).with_inputs("text") for e in split.seeds]
     mode = "dev-split" if dev else "leave-one-out"
     return Task("relabeler", HoldOutRelabeler(cards, selector, task=task), seeds, dev or seeds, labeled,
                 relabel_accuracy, mode, "label accuracy")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from promptmix_dspy.store.identity import content_sha256, texts_sha256
+
 __all__ = ["DataError", "Dataset", "Example", "check_descriptions", "check_labels"]
 
 
@@ -14,8 +16,24 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Example:
+    """A labelled text. ``probs`` (optional): a probability for each class, as (label, p) pairs, when the label
+    came from a classifier that gave them (a relabeled generated text); a student may train on them as a soft
+    target. A seed has none: its label is certain."""
+
     text: str
     label: str
+    probs: tuple[tuple[str, float], ...] | None = None
+
+    def to_dict(self) -> dict:
+        out = {"text": self.text, "label": self.label}
+        if self.probs is not None:
+            out["probs"] = dict(self.probs)
+        return out
+
+    @property
+    def confidence(self) -> float:
+        """The probability of ``label`` (1.0 without probabilities)."""
+        return dict(self.probs).get(self.label, 0.0) if self.probs else 1.0
 
 
 @dataclass
@@ -39,6 +57,16 @@ class Dataset:
                                     f"the dataset's labels {self.labels}")
         if not self.train:
             raise DataError(f"dataset {self.name!r} has an empty train split")
+
+    def identity(self) -> dict[str, str]:
+        """sha256 of the content read: each split's (text, label) rows in order, the ordered labels, the
+        descriptions and the task; ``sha256`` covers them all. Another data folder, a hub copy in another label
+        order, or one edited row gives another identity."""
+        parts = {"train": texts_sha256(self.train, ("text", "label")),
+                 "test": texts_sha256(self.test, ("text", "label")),
+                 "labels": content_sha256(self.labels), "descriptions": content_sha256(self.descriptions),
+                 "task": content_sha256(self.task)}
+        return {**parts, "sha256": content_sha256(parts)}
 
     def counts(self, split: str = "train") -> dict[str, int]:
         rows = getattr(self, split)

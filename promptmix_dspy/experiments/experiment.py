@@ -5,8 +5,14 @@
 ``run_experiment(spec, out)`` runs the steps a method needs and writes ``result.json``, the cell's row of the
 results table. A finished step is not redone when the run is repeated: the LLM steps resume from their
 journals (augment.py), a finished generation is read back without opening the LM, and train/evaluate leave a
-marker in ``steps/``. Methods are the rows of the paper's table (``METHODS``); a1 and a2 read one shared
-generation (a1 keeps the labels as generated), so the grid pays for it once.
+marker in ``steps/``. Methods are the rows of the paper's table (``METHODS``); a1, a2, a2p, a2c read one shared
+generation, so the grid pays for it once.
+
+Every row records ``inputs``: the sha256 of the data it read (train, test, labels), of the seeds, of the
+generated texts, of the rows the student trained on, of the compiled programs, of the teacher's test sample, and
+the protocol version (experiments/claims.py pairs two cells only where the inputs they share are identical). A
+finished cell whose generation was made again since (another sample) is stale: its row is set aside and the
+student is trained again on the generation at hand. A folder made on other data is refused.
 
 Run folder::
 
@@ -21,7 +27,6 @@ import contextlib
 import logging
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from promptmix_dspy.data.datasets import load_dataset
@@ -31,6 +36,7 @@ from promptmix_dspy.experiments.methods import METHODS, Cell, Method
 from promptmix_dspy.experiments.spec import ExperimentSpec
 from promptmix_dspy.llm.settings import LazyLM
 from promptmix_dspy.method.programs import programs_identity
+from promptmix_dspy.method.protocol import PROTOCOL_VERSION
 from promptmix_dspy.pipeline.augment import RunMismatch, run_augment
 from promptmix_dspy.pipeline.config import AugmentConfig
 from promptmix_dspy.store.files import (
@@ -42,9 +48,10 @@ from promptmix_dspy.store.files import (
     read_json,
     versions,
 )
+from promptmix_dspy.store.identity import texts_sha256
 
-__all__ = ["GENERATION_MARKER", "JOURNALS", "SpecMismatch", "check_ready", "diff_settings", "generation_usage",
-           "llm_call_seconds", "run_experiment"]
+__all__ = ["GENERATION_MARKER", "JOURNALS", "SpecMismatch", "check_ready", "diff_settings", "generation_sha256",
+           "generation_usage", "llm_call_seconds", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,35 +61,29 @@ JOURNALS = {"describe": "descriptions.jsonl", "generate": "generated.jsonl", "re
 
 
 class SpecMismatch(ValueError):
-    """The run folder holds an experiment made with other settings."""
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The LM, opened only when a step needs it
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The experiment
+    """The run folder holds an experiment made with other settings or on other data."""
 
 
 def run_experiment(spec: ExperimentSpec, out_dir: str | Path, lm: LazyLM | None = None, *,
-                   generation_dir: str | Path | None = None, dataset: Dataset | None = None,
-                   spent_elsewhere: float = 0.0, force: bool = False) -> dict:
-    """Run (or finish) one experiment in out_dir and return its result row. ``generation_dir`` lets cells of a
-    grid share a generation; by default it is out_dir/augment. A folder (or generation) made with other settings
-    is refused (SpecMismatch), or started over with ``force``. ``spent_elsewhere`` counts toward max_cost."""
+                   generation_dir: str | Path | None = None, teacher_dir: str | Path | None = None,
+                   dataset: Dataset | None = None, spent_elsewhere: float = 0.0, force: bool = False) -> dict:
+    """Run (or finish) one experiment in out_dir and return its result row. ``generation_dir`` and
+    ``teacher_dir`` let cells of a grid share a generation and the teacher's answers; by default they are
+    out_dir/augment and out_dir/teacher. A folder made with other settings or on other data is refused
+    (SpecMismatch), or started over with ``force``. ``spent_elsewhere`` counts toward max_cost."""
     out = Path(out_dir)
-    _start(out, spec, force)
-    if (out / "result.json").exists():
+    ds = dataset or load_dataset(spec.dataset, data_dir=spec.data_dir)
+    _start(out, spec, ds, force)
+    gen_dir = Path(generation_dir) if generation_dir else out / "augment"
+    if (out / "result.json").exists() and not _stale(out, gen_dir):
         logger.info("%s is finished: nothing to do", out)
         return read_json(out / "result.json")
     with contextlib.ExitStack() as stack:
         lm = lm or stack.enter_context(LazyLM(spec.lm_settings()))
-        ds = dataset or load_dataset(spec.dataset, data_dir=spec.data_dir)
-        cell = Cell(spec, ds, few_shot_split(ds, spec.shots_used, spec.seed))
+        cell = Cell(spec, ds, few_shot_split(ds, spec.shots_used, spec.seed, spec.dev_per_class))
         check_ready(cell)
-        gen_dir = Path(generation_dir) if generation_dir else out / "augment"
-        row = _run_steps(cell, out, lm, gen_dir, spent_elsewhere, force)
+        teacher = Path(teacher_dir) if teacher_dir else out / "teacher"
+        row = _run_steps(cell, out, lm, gen_dir, teacher, spent_elsewhere, force)
     atomic_write_json(out / "result.json", row)
     return row
 
@@ -107,17 +108,28 @@ def check_ready(cell: Cell) -> None:
         check_labels(meta.get("labels", []), cell.dataset.labels, Path(programs))
 
 
-def _start(out: Path, spec: ExperimentSpec, force: bool) -> None:
+def _start(out: Path, spec: ExperimentSpec, dataset: Dataset, force: bool) -> None:
     path = out / "experiment.json"
-    if path.exists() and read_json(path)["spec"] != spec.fingerprint():
-        if not force:
-            diff = diff_settings(read_json(path)["spec"], spec.fingerprint())
-            raise SpecMismatch(f"{path} was written by an experiment with other settings ({diff}): use another "
-                               f"folder, --force to redo it, or delete it")
-        logger.warning("%s: other settings, --force: starting the cell over", out)
-        shutil.rmtree(out)
+    record = {"spec": spec.fingerprint(), "data": dataset.identity()}
+    if path.exists():
+        made = read_json(path)
+        why = (diff_settings(made["spec"], record["spec"]) if made["spec"] != record["spec"] else
+               _data_change(made.get("data"), record["data"], dataset))
+        if why:
+            if not force:
+                raise SpecMismatch(f"{path} was written by an experiment with other settings or data ({why}): use "
+                                   f"another folder, --force to redo it, or delete it")
+            logger.warning("%s: %s, --force: starting the cell over", out, why)
+            shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {"spec": spec.fingerprint(), "versions": versions(), "updated": now_iso()})
+    atomic_write_json(path, {**record, "versions": versions(), "updated": now_iso()})
+
+
+def _data_change(made: dict | None, now: dict, dataset: Dataset) -> str | None:
+    if made is None or made.get("sha256") == now["sha256"]:
+        return None
+    parts = [k for k in ("train", "test", "labels", "descriptions", "task") if made.get(k) != now.get(k)]
+    return f"the data differs ({', '.join(parts)}) from the data read now ({dataset.source})"
 
 
 def diff_settings(old: dict, new: dict) -> str:
@@ -126,27 +138,64 @@ def diff_settings(old: dict, new: dict) -> str:
     return "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
 
 
-def _run_steps(cell: Cell, out: Path, lm: LazyLM, generation_dir: Path, spent_elsewhere: float,
+def _stale(out: Path, gen_dir: Path) -> bool:
+    """A finished cell whose generation was made again after it trained (another sample of the same calls): its
+    row is set aside (result.stale-<time>.json) and its student retrained on the generation at hand."""
+    row = read_json(out / "result.json")
+    recorded = (row.get("inputs") or {}).get("generation")
+    if not recorded or not (gen_dir / "selected.jsonl").exists() or generation_sha256(gen_dir) == recorded:
+        return False
+    stamp = now_iso().replace(":", "")
+    logger.warning("%s was trained on another sample of its generation (%s, now %s): retraining it", out,
+                   recorded[:12], generation_sha256(gen_dir)[:12])
+    (out / "result.json").rename(out / f"result.stale-{stamp}.json")
+    for marker in ("train.json", "evaluate.json"):
+        (out / "steps" / marker).unlink(missing_ok=True)
+    return True
+
+
+def generation_sha256(gen_dir: Path) -> str:
+    """The identity of a generation: its selected texts (text and the class each was written for), in order."""
+    return texts_sha256(_read_rows(gen_dir / "selected.jsonl"), ("text", "generated_for"))
+
+
+def _run_steps(cell: Cell, out: Path, lm: LazyLM, gen_dir: Path, teacher_dir: Path, spent_elsewhere: float,
                force: bool) -> dict:
     method = METHODS[cell.spec.method]
-    atomic_write_jsonl(out / "seeds.jsonl", [asdict(e) for e in cell.split.seeds])
-    if method.teacher:
-        from promptmix_dspy.experiments.teacher import run_teacher
-
-        result = run_teacher(cell.spec, cell.split, out, lm, spent_elsewhere)
-        return _row(cell, {**result, "llm_call_seconds": llm_call_seconds(out, ("describe", "teacher"))})
+    atomic_write_jsonl(out / "seeds.jsonl", [e.to_dict() for e in cell.split.seeds])
     usage: dict = {"llm": None, "seconds": {}, "lm": None}
     if method.generation:
-        cell.generated, usage = _generation(cell, method, generation_dir, lm, spent_elsewhere, force)
-    second = _second_round(cell, generation_dir, out, lm, spent_elsewhere) if method.rounds == 2 else None
+        cell.generated, usage = _generation(cell, method, gen_dir, lm, spent_elsewhere, force)
+    if method.teacher:
+        return _teacher_row(cell, out, lm, teacher_dir, spent_elsewhere)
+    if method.relabel_with:
+        from promptmix_dspy.experiments.compiled import compiled_relabel
+
+        cell.generated = compiled_relabel(cell, gen_dir, out / "relabel", lm(), cell.spec.budget(spent_elsewhere))
+        usage["llm_call_seconds"] = {**usage.get("llm_call_seconds", {}),
+                                     **llm_call_seconds(out / "relabel", ("relabel",))}
+    second = _second_round(cell, gen_dir, out, lm, spent_elsewhere) if method.rounds == 2 else None
     rows = list(cell.split.seeds) + method.extra_rows(cell)
-    student_dir = _train(cell, rows, out, generation_dir / "augmented.jsonl" if method.generation else None)
+    student_dir = _train(cell, rows, out, gen_dir / "augmented.jsonl" if method.generation else None)
     report = _evaluate(cell, student_dir, out)
     usage["seconds"] = {**usage["seconds"], "train": report.pop("train_seconds"),
                         "evaluate": report.pop("evaluate_seconds")}
     if second is not None:
-        usage.update(_second_round_record(cell, second, student_dir, out, generation_dir))
-    return _row(cell, {**report, **usage, "train_rows": len(rows)})
+        usage.update(_second_round_record(cell, second, student_dir, out, gen_dir))
+    inputs = {"train_rows": texts_sha256(rows, ("text", "label", "probs"))}
+    if method.generation:
+        inputs["generation"] = generation_sha256(gen_dir)
+    if method.relabel_with:
+        inputs["programs"] = programs_identity(cell.spec.relabel_programs_dir)
+    return _row(cell, {**report, **usage, "train_rows": len(rows)}, inputs)
+
+
+def _teacher_row(cell: Cell, out: Path, lm: LazyLM, teacher_dir: Path, spent_elsewhere: float) -> dict:
+    from promptmix_dspy.experiments.teacher import run_teacher, teacher_sample_sha256
+
+    result = run_teacher(cell.spec, cell.split, teacher_dir, out, lm, cell.generated or None, spent_elsewhere)
+    inputs = {"teacher_sample": teacher_sample_sha256(cell.split.test, cell.spec.teacher_test_limit)}
+    return _row(cell, {**result, "llm_call_seconds": llm_call_seconds(teacher_dir, ("describe", "teacher"))}, inputs)
 
 
 def _second_round(cell: Cell, gen_dir: Path, out: Path, lm: LazyLM, spent_elsewhere: float):
@@ -176,7 +225,7 @@ def _generation(cell: Cell, method: Method, gen_dir: Path, lm: LazyLM, spent_els
     """The generation's rows (selected.jsonl for a method that does not relabel, augmented.jsonl for one that
     does), read back when finished with the same settings (no LM needed), else run or resumed."""
     config, stages = cell.spec.augment_config(method.generation), method.generation_stages
-    identity = _generation_identity(cell.spec, config)
+    identity = _generation_identity(cell, config)
     if not _generation_finished(gen_dir, identity, stages, force):
         try:
             run_augment(cell.dataset, gen_dir, config, lm(), programs=cell.spec.programs_dir, stages=stages,
@@ -190,32 +239,34 @@ def _generation(cell: Cell, method: Method, gen_dir: Path, lm: LazyLM, spent_els
                         spent_elsewhere=spent_elsewhere)
         atomic_write_json(gen_dir / GENERATION_MARKER, identity)
     name = "augmented.jsonl" if "relabel" in stages else "selected.jsonl"
-    rows = [r for _, r in _read_jsonl(gen_dir / name)]
+    rows = _read_rows(gen_dir / name)
     summary = read_json(gen_dir / "summary.json")
     usage = {"llm": generation_usage(gen_dir, stages), "lm": read_json(gen_dir / "config.json")["lm"],
              "seconds": {k: v for k, v in summary["seconds"].items() if k in stages},
              "llm_call_seconds": llm_call_seconds(gen_dir, stages),
              "relabeled_share": summary["relabeled_share"] if "relabel" in stages else None,
+             "contamination": summary.get("contamination"), "labelling": summary.get("labelling"),
              "generation": str(gen_dir)}
     return rows, usage
 
 
-def _generation_identity(spec: ExperimentSpec, config: AugmentConfig) -> dict:
-    """Everything that made a generation: the augment settings, the LLM and the compiled programs."""
-    return {"dataset": spec.dataset, "augment": config.fingerprint(), "lm": spec.lm_identity(),
-            "programs": programs_identity(spec.programs_dir)}
+def _generation_identity(cell: Cell, config: AugmentConfig) -> dict:
+    """Everything that made a generation: the data, the protocol, the augment settings, the LLM and the programs."""
+    spec = cell.spec
+    return {"dataset": spec.dataset, "data": cell.dataset.identity()["sha256"], "protocol": PROTOCOL_VERSION,
+            "augment": config.fingerprint(), "lm": spec.lm_identity(), "programs": programs_identity(spec.programs_dir)}
 
 
 def _generation_finished(gen_dir: Path, identity: dict, stages: tuple[str, ...], force: bool) -> bool:
     """True when gen_dir holds a generation with these stages done by the same settings; a generation made by
-    other settings is refused (GenerationMismatch), or deleted with ``force``."""
+    other settings is refused (SpecMismatch), or deleted with ``force``."""
     marker = gen_dir / GENERATION_MARKER
     if not marker.exists():
         return False
     made = read_json(marker)
     if made != identity:
         if not force:
-            raise SpecMismatch(f"{gen_dir} holds a generation made with other settings "
+            raise SpecMismatch(f"{gen_dir} holds a generation made with other settings or data "
                                f"({diff_settings(made, identity)}): use another --out, --force to redo it, or "
                                f"delete it")
         logger.warning("%s: made with other settings, --force: generating again", gen_dir)
@@ -260,6 +311,7 @@ def _train(cell: Cell, rows: list[Example], out: Path, augmented: Path | None = 
 
 
 def _evaluate(cell: Cell, student_dir: Path, out: Path) -> dict:
+    """The student on the whole test set, and on the teacher's sample of it (from the same predictions)."""
     from promptmix_dspy.student.evaluate import evaluate_model
 
     marker = out / "steps" / "evaluate.json"
@@ -268,20 +320,38 @@ def _evaluate(cell: Cell, student_dir: Path, out: Path) -> dict:
         meta = {"dataset": cell.spec.dataset, "method": cell.spec.method, "seed": cell.spec.seed, "split": "test"}
         report = evaluate_model(student_dir, cell.dataset.test, out / "eval", meta=meta)
         atomic_write_json(marker, {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
-                                   "n_test": report["n"], "seconds": round(time.monotonic() - started, 3),
-                                   "finished": now_iso()})
+                                   "n_test": report["n"], "teacher_sample": _on_teacher_sample(cell, out),
+                                   "seconds": round(time.monotonic() - started, 3), "finished": now_iso()})
     done = read_json(marker)
     return {"accuracy": done["accuracy"], "macro_f1": done["macro_f1"], "n_test": done["n_test"],
-            "evaluate_seconds": done["seconds"], "train_seconds": read_json(out / "steps" / "train.json")["seconds"]}
+            "teacher_sample": done.get("teacher_sample"), "evaluate_seconds": done["seconds"],
+            "train_seconds": read_json(out / "steps" / "train.json")["seconds"]}
 
 
-def _row(cell: Cell, result: dict) -> dict:
+def _on_teacher_sample(cell: Cell, out: Path) -> dict:
+    """The student's accuracy and macro-F1 on the teacher's test texts, so the two compare on the same texts."""
+    from promptmix_dspy.experiments.teacher import teacher_test_set
+    from promptmix_dspy.student.evaluate import classification_metrics
+
+    predicted = {row["text"]: row["prediction"] for row in read_journal(out / "eval" / "predictions.jsonl")}
+    sample = teacher_test_set(cell.dataset.test, cell.spec.teacher_test_limit)
+    scores = classification_metrics([e.label for e in sample], [predicted[e.text] for e in sample], cell.split.labels)
+    return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "n": len(sample)}
+
+
+def _row(cell: Cell, result: dict, inputs: dict) -> dict:
+    from promptmix_dspy.experiments.teacher import teacher_sample_sha256
+
     spec = cell.spec
+    inputs = {"protocol": PROTOCOL_VERSION, "data": cell.dataset.identity()["sha256"],
+              "seeds": cell.split.seeds_sha256(),
+              "teacher_sample": teacher_sample_sha256(cell.dataset.test, spec.teacher_test_limit), **inputs}
     return {"dataset": spec.dataset, "method": spec.method, "seed": spec.seed, "shots": spec.shots_used,
-            **result, "config": spec.fingerprint(), "versions": versions(), "finished": now_iso()}
+            "labels_beyond_seeds": len(cell.split.dev), **result, "inputs": inputs, "config": spec.fingerprint(),
+            "versions": versions(), "finished": now_iso()}
 
 
-def _read_jsonl(path: Path):
+def _read_rows(path: Path) -> list[dict]:
     from promptmix_dspy.data.datasets import read_jsonl
 
-    return read_jsonl(path)
+    return [row for _, row in read_jsonl(path)]

@@ -35,6 +35,7 @@ from promptmix_dspy.method.mixing import MixCall, mix_plan, sample_majority_shar
 from promptmix_dspy.method.modules import PromptMix
 from promptmix_dspy.method.signatures import ClassCard
 from promptmix_dspy.pipeline.config import AugmentConfig
+from promptmix_dspy.pipeline.decontaminate import drop_test_texts
 from promptmix_dspy.pipeline.generate import generation_rows, run_calls
 from promptmix_dspy.pipeline.relabel import label_texts
 from promptmix_dspy.store.files import (Journal, atomic_write_json, atomic_write_jsonl, journal_usage, read_journal,
@@ -77,6 +78,7 @@ def second_round(program: PromptMix, split: FewShotSplit, round1: list[dict], co
     labelled = label_texts(program.relabeler, [r["text"] for r in round2], out / "relabeled.jsonl", config, handle,
                            budget, "relabel (round 2)")
     rows = probe_train + [_final(r, labelled[r["text"]], 2, handle) for r in round2 if labelled[r["text"]]]
+    rows, _, _ = drop_test_texts(rows, split.dataset, None)
     atomic_write_jsonl(out / "rows.jsonl", rows)
     return FeedbackResult(rows, pairs, confusion, held_out)
 
@@ -123,8 +125,8 @@ def _new(rows: list[dict], before: list[str]) -> list[dict]:
 
 
 def _final(row: dict, label: str | None, round_no: int, handle: LMHandle) -> dict:
-    return {**row, "label": label, "relabeled": label != row["generated_for"], "lm": handle.model,
-            "round": round_no}
+    return {**row, "label": label, "label_raw": label, "relabeled": label != row["generated_for"],
+            "lm": handle.model, "round": round_no}
 
 
 def _round1_student(split: FewShotSplit, round1: list[dict], out: Path, train: Trainer) -> Path:
@@ -138,14 +140,16 @@ def _round1_student(split: FewShotSplit, round1: list[dict], out: Path, train: T
 
 def _pairs(out: Path, student: Path, probe: list[dict], held_out: list[dict], labels: list[str],
            predict: Predictor) -> tuple[list[dict], dict]:
-    """The pairs, from the round-1 student's confusion over the whole probe pool; and its confusion on the
-    held-out third (the 'before' of the before/after picture)."""
+    """The pairs, from the round-1 student's confusion over the probe texts that are not held out (choosing on the
+    held-out third too would bias its before -> after toward improvement); and its confusion on the held-out third
+    (the 'before' of the before/after picture)."""
     path = out / "pairs.json"
     if path.exists():
         saved = read_json(path)
         return saved["pairs"], saved["held_out_confusion"]
     predicted = predict(student, [r["text"] for r in probe])
-    confusion = confusion_counts([r["label"] for r in probe], predicted, labels)
+    chosen_on = [i for i in range(len(probe)) if i % HELD_OUT_EVERY]
+    confusion = confusion_counts([probe[i]["label"] for i in chosen_on], [predicted[i] for i in chosen_on], labels)
     pairs = choose_pairs(confusion, labels)
     held_out_confusion = confusion_counts([r["label"] for r in probe[::HELD_OUT_EVERY]],
                                           predicted[::HELD_OUT_EVERY], labels)
@@ -164,7 +168,8 @@ def confusion_counts(gold: Sequence[str], predicted: Sequence[str], labels: Sequ
 
 def choose_pairs(confusion: dict, labels: Sequence[str], max_pairs: int | None = None) -> list[dict]:
     """The (true, predicted) pairs the student gets wrong, highest disagreement rate first (then count, then
-    label order): at most one pair per class of the dataset by default."""
+    label order): at most as many pairs as the dataset has classes by default (a class may be the true side of
+    several pairs)."""
     order = {label: i for i, label in enumerate(labels)}
     pairs = []
     for true, row in confusion.items():

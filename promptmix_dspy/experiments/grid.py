@@ -34,7 +34,7 @@ from promptmix_dspy.store.files import atomic_write_json, atomic_write_jsonl, jo
 ADOPTED = "adopted.json"  # in a cell folder: the results.jsonl line its result.json was taken from
 
 __all__ = ["ADOPTED", "GridSpec", "adopt_cells", "spent", "cell_dir", "cell_path", "collect_results", "generation_dir",
-           "load_grid", "run_grid"]
+           "load_grid", "run_grid", "teacher_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +79,12 @@ class GridSpec:
 
     def folders(self, out: str | Path, spec: ExperimentSpec) -> tuple[Path, Path | None]:
         """(the cell's folder, the generation folder it reads), in ``out`` or in ``share_llm_from``."""
-        llm_root = Path(self.share_llm_from) if self.share_llm_from else Path(out)
+        llm_root = self.llm_root(out)
         cell_root = llm_root if METHODS[spec.method].teacher else Path(out)
         return cell_dir(cell_root, spec), generation_dir(llm_root, spec)
+
+    def llm_root(self, out: str | Path) -> Path:
+        return Path(self.share_llm_from) if self.share_llm_from else Path(out)
 
 
 def load_grid(path: str | Path | None = None, **overrides: Any) -> GridSpec:
@@ -112,6 +115,11 @@ def cell_dir(out: Path, spec: ExperimentSpec) -> Path:
 def cell_path(out: Path, dataset: str, method: str, seed: int) -> Path:
     """Where a cell's files live in a grid's output folder."""
     return Path(out) / "cells" / dataset_key(dataset) / method / f"seed{seed}"
+
+
+def teacher_dir(out: Path, spec: ExperimentSpec) -> Path:
+    """The teacher's answers for a dataset and seed, shared by its llm and llm-cal cells."""
+    return Path(out) / "generations" / dataset_key(spec.dataset) / f"seed{spec.seed}" / "teacher"
 
 
 def generation_dir(out: Path, spec: ExperimentSpec) -> Path | None:
@@ -165,15 +173,17 @@ def _run_cell(grid: GridSpec, spec: ExperimentSpec, out: Path, lm: LazyLM, datas
               force: bool, where: str) -> tuple[dict | None, bool]:
     """(the cell's row or None when it failed, whether it ran in this session)."""
     folder, gen = grid.folders(out, spec)
-    if (folder / "result.json").exists() and not force:
-        return run_experiment(spec, folder, lm, generation_dir=gen), False  # checks the settings, runs nothing
-    logger.info("cell %s: %s / %s / seed %d", where, spec.dataset, spec.method, spec.seed)
+    teacher = teacher_dir(grid.llm_root(out), spec)
     if spec.dataset not in datasets:
         datasets[spec.dataset] = load_dataset(spec.dataset, data_dir=spec.data_dir)
+    if (folder / "result.json").exists() and not force:  # checks the settings and the data; retrains a stale cell
+        row = run_experiment(spec, folder, lm, generation_dir=gen, teacher_dir=teacher, dataset=datasets[spec.dataset])
+        return row, False
+    logger.info("cell %s: %s / %s / seed %d", where, spec.dataset, spec.method, spec.seed)
     elsewhere = spent(_all_folders(out)) - spent([folder, gen] if gen else [folder])
     try:
-        row = run_experiment(spec, folder, lm, generation_dir=gen, dataset=datasets[spec.dataset],
-                             spent_elsewhere=elsewhere, force=force)
+        row = run_experiment(spec, folder, lm, generation_dir=gen, teacher_dir=teacher,
+                             dataset=datasets[spec.dataset], spent_elsewhere=elsewhere, force=force)
         (folder / "error.txt").unlink(missing_ok=True)
         return row, True
     except (RunStopped, KeyboardInterrupt, SpecMismatch, RunMismatch):
@@ -219,6 +229,10 @@ def adopt_cells(grid: GridSpec, out: str | Path, source: str | Path) -> dict[str
         if (folder / "result.json").exists() or folder in taken:  # a repeated row: the first one is taken
             counts["finished"] += 1
             continue
+        if "inputs" not in row:
+            raise SpecMismatch(f"{where}: {key[0]} / {key[1]} / seed {key[2]} records no input identity (a row made "
+                               f"before rows recorded what they read): it cannot be paired, so it is not adopted; "
+                               f"nothing was adopted")
         if config != spec.fingerprint():
             raise SpecMismatch(f"{where}: {key[0]} / {key[1]} / seed {key[2]} was made with other settings than "
                                f"this grid's ({diff_settings(config, spec.fingerprint())}); nothing was adopted")

@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from promptmix_dspy.experiments.methods import GENERATIONS, METHODS
+from promptmix_dspy.experiments.methods import DEV_PER_CLASS, GENERATIONS, METHODS
 from promptmix_dspy.llm.models import LOCAL_MODEL_ENV
 from promptmix_dspy.llm.settings import LMSettings
 from promptmix_dspy.method.programs import programs_identity
+from promptmix_dspy.method.protocol import PROTOCOL_VERSION
 from promptmix_dspy.pipeline.config import AugmentConfig
 
 __all__ = ["ExperimentSpec", "dataset_key", "load_spec", "load_spec_data", "merge_overrides"]
@@ -50,7 +51,12 @@ class ExperimentSpec:
     teacher_test_limit: int | None = None  # the llm method on a fixed, seeded sample of the test set
     probe_per_class: int | None = None  # a2fb: the probe pool's texts per class (default per_class)
     programs: str | None = None
-    compiled_programs: str = "programs/{dataset}"  # what a2c reads
+    # what a2c and a2c-dev relabel with: compiled on this seed's own rows ({dataset}, {seed} filled in), made on
+    # first use (experiments/compiled.py); a folder compiled on other rows is refused
+    compiled_programs: str = "programs/{dataset}/seed{seed}"
+    compiled_dev_programs: str = "programs/{dataset}/seed{seed}-dev10"
+    calibrate: str = _AUGMENT.calibrate
+    layout: str | None = None
     data_dir: str | None = None
     max_cost: float | None = None
     max_errors: int | None = None
@@ -77,27 +83,43 @@ class ExperimentSpec:
     def shots_used(self) -> int:
         return METHODS[self.method].shots or self.shots
 
+    @property
+    def dev_per_class(self) -> int:
+        """Labelled train texts per class beyond the seeds this cell may use (the -dev methods only)."""
+        return DEV_PER_CLASS if METHODS[self.method].dev else 0
+
     def augment_config(self, generation: str = "mix") -> AugmentConfig:
-        settings = {k: v for k, v in GENERATIONS[generation].items() if k not in ("compiled", "per_class_factor")}
+        settings = {k: v for k, v in GENERATIONS[generation].items() if k != "per_class_factor"}
         factor = GENERATIONS[generation].get("per_class_factor", 1)
-        return AugmentConfig(shots=self.shots_used, seed=self.seed, per_class=factor * self.per_class,
+        # shots=self.shots: a generation is shared by every method that reads it (the -dev ones too): 2 shots
+        return AugmentConfig(shots=self.shots, seed=self.seed, per_class=factor * self.per_class,
                              texts_per_call=self.texts_per_call, group_size=self.group_size, top_k=self.top_k,
                              relabel_batch=self.relabel_batch, reask=self.reask, max_rounds=self.max_rounds,
                              attempts=self.attempts, num_threads=self.threads, max_cost=self.max_cost,
-                             max_errors=self.max_errors, probe_per_class=self.probe_per_class, **settings)
+                             max_errors=self.max_errors, probe_per_class=self.probe_per_class,
+                             calibrate=self.calibrate, layout=self.layout, **settings)
 
     def train_config(self):
         from promptmix_dspy.student.train import TrainConfig
 
-        return TrainConfig.for_dataset(self.dataset, **{"seed": self.seed, **self.student})
+        return TrainConfig.for_dataset(self.dataset, **{"seed": self.seed, **dict(METHODS[self.method].student),
+                                                        **self.student})
 
     @property
     def programs_dir(self) -> str | None:
-        """Compiled programs to use; ``{dataset}`` in the path becomes the dataset's name (programs/{dataset}).
-        A method whose generation names its own programs (a2c) uses those."""
-        compiled = GENERATIONS.get(METHODS[self.method].generation or "", {}).get("compiled")
-        programs = self.compiled_programs if compiled else self.programs
-        return programs.replace("{dataset}", dataset_key(self.dataset)) if programs else None
+        """Compiled programs the generation uses (``programs``); ``{dataset}`` and ``{seed}`` are filled in."""
+        return self._fill(self.programs)
+
+    @property
+    def relabel_programs_dir(self) -> str | None:
+        """The compiled relabeler a2c / a2c-dev relabel with (``compiled_programs`` / ``compiled_dev_programs``)."""
+        which = METHODS[self.method].relabel_with
+        return self._fill(getattr(self, which)) if which else None
+
+    def _fill(self, template: str | None) -> str | None:
+        if not template:
+            return None
+        return template.replace("{dataset}", dataset_key(self.dataset)).replace("{seed}", str(self.seed))
 
     def lm_settings(self) -> LMSettings:
         return LMSettings(**self.lm)
@@ -120,14 +142,20 @@ class ExperimentSpec:
         return out
 
     def fingerprint(self) -> dict:
-        """Everything that shapes this method's result, and nothing else (a baseline cell ignores the LLM)."""
+        """Everything that shapes this method's result, and nothing else (a baseline cell ignores the LLM): the
+        protocol version, the settings the method reads, the student's resolved settings (a changed default is
+        another cell), and the programs by content."""
         out = {k: v for k, v in asdict(self).items() if k not in _NOT_FINGERPRINTED | _unused_by(self.method)}
-        if out.get("probe_per_class", 0) is None:  # added later: a cell made before it keeps its identity
-            del out["probe_per_class"]
+        out["protocol"] = PROTOCOL_VERSION
         if "lm" in out:
             out["lm"] = self.lm_identity()
         if "programs" in out:
             out["programs"] = programs_identity(self.programs_dir)
+        if "student" in out:
+            out["student"] = asdict(self.train_config())
+        for key in ("compiled_programs", "compiled_dev_programs"):
+            if key in out:
+                out[key] = self._fill(out[key])
         return out
 
 
@@ -137,11 +165,12 @@ def _unused_by(method_name: str) -> set[str]:
     if not (method.generation or method.teacher):
         unused |= {"top_k", "attempts", "programs", "lm", "relabel_batch"}
     if method.generation and "relabel" not in method.generation_stages:
-        unused |= {"relabel_batch"}
+        unused |= {"relabel_batch", "calibrate", "layout"}
+    if not (method.generation or method.teacher):
+        unused |= {"calibrate", "layout"}
     unused |= set() if method.teacher else {"teacher_test_limit"}
     unused |= set() if method.rounds == 2 else {"probe_per_class"}
-    compiled = GENERATIONS.get(method.generation or "", {}).get("compiled")
-    unused |= {"programs"} if compiled else {"compiled_programs"}
+    unused |= {k for k in ("compiled_programs", "compiled_dev_programs") if method.relabel_with != k}
     unused |= {"student"} if method.teacher else set()
     return unused | (set() if method_name == "eda" else {"eda_per_example"})
 

@@ -23,6 +23,7 @@ import json
 import re
 import typing
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Iterator, Literal
 
 import dspy
@@ -31,14 +32,21 @@ from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.adapters.json_adapter import JSONAdapter
 from dspy.utils.exceptions import AdapterParseError
 
+from promptmix_dspy.llm.logprobs import TOP_LOGPROBS, answer_probabilities
+
 __all__ = ["ADAPTERS", "SHARED_FIELDS", "TEXT_PATTERN", "CompleteJSONAdapter", "LlamaCppAdapter", "PromptMixAdapter",
-           "label_mappings", "nearest_label", "output_schema", "render_value"]
+           "SingleLabel", "label_mappings", "nearest_label", "output_schema", "render_value", "single_label"]
 
 # One line of natural text: starts with a letter, digit or bracket; no control characters (strict JSON refuses
 # them raw), braces, backticks or markup, 8-300 characters. llama.cpp turns the pattern into grammar rules over
 # the raw JSON characters, so it must also exclude the double quote and the backslash, which would end or
 # escape the JSON string.
 TEXT_PATTERN = r"^[A-Za-z0-9'(¿¡@#][^\x00-\x1f{}\[\]`<>|\\\"]{7,299}$"
+def text_pattern(max_chars: int) -> str:
+    """TEXT_PATTERN with another longest length (8 to ``max_chars`` characters)."""
+    return TEXT_PATTERN.replace("{7,299}", f"{{7,{max(8, max_chars) - 1}}}")
+
+
 _mappings: ContextVar[list[tuple[str, str]] | None] = ContextVar("promptmix_label_mappings", default=None)
 SHARED_FIELDS = ("candidate_classes", "class_cards")  # inputs the lean prompt puts in the system message
 
@@ -119,6 +127,51 @@ def _literal_values(annotation: Any) -> tuple[str, ...] | None:
     return None
 
 
+@dataclass(frozen=True)
+class SingleLabel:
+    """A signature whose one output is a ``Literal`` of class names: answered bare, as short as the label (the
+    name, or a code standing for it), never wrapped in JSON."""
+
+    field: str
+    names: tuple[str, ...]
+    codes: dict[str, str] | None  # name -> code the LM answers with; None: it answers the name
+
+    @property
+    def answers(self) -> tuple[str, ...]:
+        return tuple(self.codes[n] for n in self.names) if self.codes else self.names
+
+    def name_of(self, answer: str) -> str | None:
+        """The class a bare answer stands for: its answer exactly ("B"), a code with trailing punctuation ("B."),
+        or a near-miss of a name ("Location" -> LOC, mapped and recorded); None when it is none of them."""
+        text = answer.strip().strip("\"'`*").strip()
+        by_answer = dict(zip(self.answers, self.names))
+        if text in by_answer:
+            return by_answer[text]
+        if self.codes and text[:1] in by_answer and not text[1:2].isalnum():
+            return by_answer[text[:1]]
+        return _mapped_or_none(text.rstrip(".:"), self.names)
+
+    def grammar(self) -> str:
+        """GBNF: exactly one of the answers."""
+        return "root ::= " + " | ".join(json.dumps(a, ensure_ascii=False) for a in self.answers)
+
+
+def _mapped_or_none(text: str, allowed: tuple[str, ...]) -> str | None:
+    mapped = _mapped(text, allowed)
+    return mapped if mapped in allowed else None
+
+
+def single_label(signature: type[dspy.Signature]) -> SingleLabel | None:
+    """The SingleLabel of a one-output signature whose output is a Literal of strings, else None."""
+    if len(signature.output_fields) != 1:
+        return None
+    name, field = next(iter(signature.output_fields.items()))
+    if typing.get_origin(field.annotation) is not Literal:
+        return None
+    codes = (field.json_schema_extra or {}).get("answer_codes")
+    return SingleLabel(name, tuple(str(a) for a in typing.get_args(field.annotation)), codes or None)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # schemas for constrained decoding
 
@@ -146,7 +199,8 @@ def output_schema(signature: type[dspy.Signature], inputs: dict | None = None) -
             exact = isinstance(count, int) and count > 0
             prop.update(minItems=count if exact else 1, **({"maxItems": count} if exact else {}))
             if prop.get("items", {}).get("type") == "string" and "enum" not in prop["items"]:
-                prop["items"]["pattern"] = TEXT_PATTERN
+                cap = (signature.output_fields[name].json_schema_extra or {}).get("max_chars")
+                prop["items"]["pattern"] = text_pattern(cap) if cap else TEXT_PATTERN
     return schema
 
 
@@ -193,6 +247,8 @@ class PromptMixAdapter(CompleteJSONAdapter):
     and the whole prefix up to the texts is the same for every call over that candidate set.
     """
 
+    logprobs: int = 0  # top logprobs asked for a one-label answer (0: none); set where the provider returns them
+
     def format(self, signature: type[dspy.Signature], demos: list[dict[str, Any]],
                inputs: dict[str, Any]) -> list[dict[str, Any]]:
         shared = {k: inputs[k] for k in SHARED_FIELDS if inputs.get(k) is not None and k in signature.input_fields}
@@ -210,11 +266,15 @@ class PromptMixAdapter(CompleteJSONAdapter):
 
     @staticmethod
     def _sections(signature: type[dspy.Signature], inputs: dict[str, Any]) -> list[str]:
-        return [f"[[ ## {name} ## ]]\n{render_value(inputs[name])}"
+        return [f"[[ ## {name} ## ]]\n{_render_input(name, inputs[name])}"
                 for name in signature.input_fields if name in inputs and inputs[name] is not None]
 
     def format_assistant_message_content(self, signature: type[dspy.Signature], outputs: dict[str, Any],
                                          missing_field_message: str | None = None) -> str:
+        one = single_label(signature)
+        if one is not None:
+            name = str(outputs.get(one.field))
+            return one.codes.get(name, name) if one.codes else name
         return json.dumps({name: _plain(outputs[name]) for name in signature.output_fields
                            if outputs.get(name) is not None}, ensure_ascii=False)
 
@@ -231,6 +291,46 @@ class PromptMixAdapter(CompleteJSONAdapter):
         return messages
 
 
+    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+        one = single_label(signature)
+        if one is None:
+            return super().parse(signature, completion)
+        name = one.name_of(completion)
+        if name is None:
+            raise AdapterParseError(adapter_name=type(self).__name__, signature=signature, lm_response=completion,
+                                    message=f"the answer is none of {list(one.answers)}")
+        return {one.field: name}
+
+    def _prepare_response_format(self, lm: Any, lm_kwargs: dict, signature: type[dspy.Signature]) -> None:
+        if single_label(signature) is None:
+            super()._prepare_response_format(lm, lm_kwargs, signature)
+
+    def __call__(self, lm: Any, lm_kwargs: dict, signature: type[dspy.Signature], demos: list, inputs: dict):
+        return super().__call__(lm, self._lm_kwargs(lm_kwargs, signature, inputs), signature, demos, inputs)
+
+    async def acall(self, lm: Any, lm_kwargs: dict, signature: type[dspy.Signature], demos: list, inputs: dict):
+        return await super().acall(lm, self._lm_kwargs(lm_kwargs, signature, inputs), signature, demos, inputs)
+
+    def _lm_kwargs(self, lm_kwargs: dict, signature: type[dspy.Signature], inputs: dict) -> dict:
+        """A one-label answer asks for the answer's logprobs (where the provider gives them)."""
+        if self.logprobs and single_label(signature) is not None:
+            return {**lm_kwargs, "logprobs": True, "top_logprobs": self.logprobs}
+        return lm_kwargs
+
+    def _call_postprocess(self, processed_signature: type[dspy.Signature], original_signature: type[dspy.Signature],
+                          outputs: list, lm: Any, lm_kwargs: dict) -> list[dict[str, Any]]:
+        """A one-label answer also gets ``probs``: each class's probability from the answer's first token
+        (llm/logprobs.py), or None where the provider returned no logprobs."""
+        values = super()._call_postprocess(processed_signature, original_signature, outputs, lm, lm_kwargs)
+        one = single_label(original_signature)
+        if one is not None:
+            for value, output in zip(values, outputs):
+                text = output.get("text") if isinstance(output, dict) else output
+                value["probs"] = answer_probabilities(value.pop("logprobs", None), str(text or ""), one.names,
+                                                      one.codes)
+        return values
+
+
 class LlamaCppAdapter(PromptMixAdapter):
     """The lean prompt, with the output schema sent in llama.cpp's form so that decoding is constrained.
 
@@ -238,16 +338,19 @@ class LlamaCppAdapter(PromptMixAdapter):
     ``json_schema`` form, and DSPy sends a bare json_object to hosted_vllm models.
     """
 
-    def __call__(self, lm: Any, lm_kwargs: dict, signature: type[dspy.Signature], demos: list, inputs: dict):
-        lm_kwargs = {**lm_kwargs, "response_format": _llama_format(signature, inputs)}
-        return super().__call__(lm, lm_kwargs, signature, demos, inputs)
+    logprobs = TOP_LOGPROBS  # llama.cpp's server returns them at no measurable cost
 
-    async def acall(self, lm: Any, lm_kwargs: dict, signature: type[dspy.Signature], demos: list, inputs: dict):
-        lm_kwargs = {**lm_kwargs, "response_format": _llama_format(signature, inputs)}
-        return await super().acall(lm, lm_kwargs, signature, demos, inputs)
+    def _lm_kwargs(self, lm_kwargs: dict, signature: type[dspy.Signature], inputs: dict) -> dict:
+        """A one-label answer is constrained by a grammar of its answers; any other by the output schema."""
+        lm_kwargs = super()._lm_kwargs(lm_kwargs, signature, inputs)
+        one = single_label(signature)
+        if one is None:
+            return {**lm_kwargs, "response_format": _llama_format(signature, inputs)}
+        return {**lm_kwargs, "extra_body": {**(lm_kwargs.get("extra_body") or {}), "grammar": one.grammar()}}
 
     def _prepare_response_format(self, lm: Any, lm_kwargs: dict, signature: type[dspy.Signature]) -> None:
-        lm_kwargs.setdefault("response_format", _llama_format(signature, None))
+        if single_label(signature) is None:
+            lm_kwargs.setdefault("response_format", _llama_format(signature, None))
 
 
 def _llama_format(signature: type[dspy.Signature], inputs: dict | None) -> dict:
@@ -255,7 +358,12 @@ def _llama_format(signature: type[dspy.Signature], inputs: dict | None) -> dict:
 
 
 def answer_format(signature: type[dspy.Signature]) -> str:
-    """'Answer with a JSON object: {"label": "<the name of one candidate class>"}.'"""
+    """'Answer with a JSON object: {"texts": ["<a new text>", ...]}.', or for a one-label answer 'Answer with the
+    class name of one candidate only.'"""
+    one = single_label(signature)
+    if one is not None:
+        desc = (signature.output_fields[one.field].json_schema_extra or {}).get("desc") or "the class"
+        return f"Answer with {desc} of one candidate only."
     parts = []
     for name, field in signature.output_fields.items():
         desc = (field.json_schema_extra or {}).get("desc") or name.replace("_", " ")
@@ -268,6 +376,13 @@ def answer_format(signature: type[dspy.Signature]) -> str:
             shown = f"<{desc}>" if field.annotation is int else f'"<{desc}>"'
         parts.append(f'"{name}": {shown}')
     return "Answer with a JSON object: {" + ", ".join(parts) + "}."
+
+
+def _render_input(name: str, value: Any) -> str:
+    """An input as the lean prompt shows it; a one-label call's ``candidates`` as one line."""
+    if name == "candidates" and isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return render_value(value)
 
 
 def render_value(value: Any) -> str:
@@ -286,7 +401,8 @@ def _is_card(value: Any) -> bool:
 
 
 def _render_card(card: Any) -> str:
-    line = f"- {card.name}: {card.description}"
+    code = getattr(card, "code", None)
+    line = f"- {code}. {card.name}: {card.description}" if code else f"- {card.name}: {card.description}"
     if card.examples:
         line += "\n  Examples: " + "; ".join(json.dumps(" ".join(e.split()), ensure_ascii=False)
                                               for e in card.examples)

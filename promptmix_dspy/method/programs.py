@@ -13,7 +13,8 @@ import dspy
 from promptmix_dspy.method.modules import PromptMix
 from promptmix_dspy.store.files import read_json
 
-__all__ = ["META", "PROGRAMS", "check_labels", "load_compiled", "load_state", "programs_identity", "read_meta"]
+__all__ = ["META", "PROGRAMS", "ProgramsMismatch", "check_labels", "check_rows", "labelled_rows_sha256",
+           "load_compiled", "load_state", "programs_identity", "read_meta"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,29 @@ def check_labels(saved: list[str], labels: list[str], where: Path) -> None:
     if sorted(saved) != sorted(labels):
         raise ValueError(f"the programs in {where} were compiled for labels {saved}, but this dataset has labels "
                          f"{labels}; compile programs for this dataset (promptmix compile --dataset ... --out DIR)")
+
+
+class ProgramsMismatch(ValueError):
+    """Compiled programs were made on other labelled rows than the run may use."""
+
+
+def labelled_rows_sha256(split: Any) -> str:
+    """sha256 of every labelled row a compile saw: the seeds and the dev split, in order."""
+    from promptmix_dspy.store.identity import texts_sha256
+
+    return texts_sha256(list(split.seeds) + list(split.dev), ("text", "label"))
+
+
+def check_rows(meta: dict, split: Any, where: Path) -> None:
+    """Refuse programs compiled on other labelled rows than ``split``'s (another seed's seeds, another dev
+    split): their demos and choices carry labels this run may not see."""
+    expected = labelled_rows_sha256(split)
+    if meta.get("rows_sha256") != expected:
+        raise ProgramsMismatch(
+            f"the programs in {where} were compiled on other labelled rows (seed {meta.get('seed')}, dev "
+            f"{meta.get('dev_per_class')} per class, rows {str(meta.get('rows_sha256'))[:12]}) than this run's "
+            f"(seed {split.seed}, dev {len(split.dev) // max(1, len(split.labels))} per class, rows {expected[:12]}): "
+            f"compile them for this seed (promptmix compile --seed {split.seed} ...)")
 
 
 def load_state(module: dspy.Module, path: str | Path) -> dspy.Module:

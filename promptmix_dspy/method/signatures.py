@@ -7,13 +7,16 @@ front of the instruction by the modules (``with_task``), so it opens the system 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import dspy
 from pydantic import BaseModel, Field
 
 __all__ = [
     "ClassCard",
+    "ClassifyText",
+    "answer_codes",
+    "classify_signature_for",
     "DescribeClass",
     "DescribeTask",
     "GenerateBorderlineExamples",
@@ -29,6 +32,7 @@ class ClassCard(BaseModel):
     name: str
     description: str
     examples: list[str] = Field(default_factory=list)
+    code: str | None = None  # the short answer that stands for the class, when it is not its name
 
 
 class DescribeClass(dspy.Signature):
@@ -75,6 +79,43 @@ class RelabelTexts(dspy.Signature):
     candidate_classes: list[ClassCard] = dspy.InputField(desc="the classes to choose from")
     texts: list[str] = dspy.InputField(desc="the texts to classify, numbered")
     classes_for_texts: dict[str, str] = dspy.OutputField(desc="class name")
+
+
+class ClassifyText(dspy.Signature):
+    """Classify the text into exactly one of its candidate classes. Read the class descriptions, then answer with
+    the candidate class the text belongs to most."""
+
+    class_cards: list[ClassCard] = dspy.InputField(desc="the classes")
+    candidates: list[str] = dspy.InputField(desc="the classes this text may be given")
+    text: str = dspy.InputField(desc="the text to classify")
+    label: str = dspy.OutputField(desc="the class name")
+
+
+CODES = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def answer_codes(candidates: Sequence[str]) -> dict[str, str] | None:
+    """How each candidate is answered: by its own name when the names start with distinct letters (the answer's
+    first token then tells the class, whatever the tokenizer), else by a letter (None: by name). Each answer is
+    then one or two tokens, and the first token's probabilities are the classes' probabilities."""
+    initials = [name[:1].lower() for name in candidates]
+    if all(initials) and len(set(initials)) == len(initials):
+        return None
+    if len(candidates) > len(CODES):
+        raise ValueError(f"{len(candidates)} candidate classes share initials and there are only {len(CODES)} "
+                         f"one-letter codes: lower --top-k")
+    return {name: CODES[i] for i, name in enumerate(candidates)}
+
+
+def classify_signature_for(candidates: list[str], codes: dict[str, str] | None = None,
+                           base: type[dspy.Signature] = ClassifyText) -> type[dspy.Signature]:
+    """``base`` whose answer can only be one of ``candidates`` (a Literal the adapter enforces, by grammar on
+    llama.cpp). With ``codes`` the LM answers a class's code (the cards show it) and the adapter maps it back, so
+    predictions and demos always hold class names."""
+    if not candidates:
+        raise ValueError("classifying needs at least one candidate class")
+    desc = "the letter of the class" if codes else "the class name"
+    return base.with_updated_fields("label", type_=Literal[tuple(candidates)], desc=desc, answer_codes=codes)
 
 
 def relabel_signature_for(candidates: list[str],

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,9 @@ from promptmix_dspy.data.types import Dataset
 from promptmix_dspy.llm.runner import Budget
 from promptmix_dspy.llm.settings import LMHandle, LMSettings, open_lm
 from promptmix_dspy.method.programs import programs_identity
+from promptmix_dspy.method.protocol import PROTOCOL_VERSION
 from promptmix_dspy.pipeline.config import RESUMABLE, AugmentConfig
+from promptmix_dspy.pipeline.decontaminate import drop_test_texts
 from promptmix_dspy.pipeline.describe import describe_classes, describe_task
 from promptmix_dspy.pipeline.generate import generate
 from promptmix_dspy.pipeline.program import build_program
@@ -84,24 +86,29 @@ def run_augment(dataset: Dataset, out_dir: str | Path, config: AugmentConfig, ha
     spent = journal_usage([out / name for name in JOURNALS])["cost_usd"] or 0.0  # earlier sessions of this run
     budget, timings = Budget(config.max_errors, config.max_cost, spent_before=spent + spent_elsewhere), {}
     rows, drops, done = [], [], [s for s in STAGES if s in stages]
+    contamination: dict = {"checked": False, "why": "no generation finished"}
+    labelling: dict = {}
     try:
         task = _timed(timings, "describe", describe_task, split, config, handle, out, budget)
         cards = _timed(timings, "describe", describe_classes, split, config, handle, out, budget, task)
         program = build_program(cards, config, programs, task)
         selected, drops = _timed(timings, "generate", generate, program, split, config, handle, out, budget)
+        selected, removed, contamination = drop_test_texts(selected, dataset, out, config.decontaminate)
+        drops += removed
         atomic_write_jsonl(out / "selected.jsonl", selected)
         if "relabel" in stages:
-            rows, more = _timed(timings, "relabel", relabel, program, selected, config, handle, out, budget)
+            rows, more, labelling = _timed(timings, "relabel", relabel, program, selected, config, handle, out,
+                                           budget)
             drops += more
     finally:
         atomic_write_json(out / "usage.json", {**budget.to_dict(), "seconds": timings})
     summary = {**_summary(rows if "relabel" in stages else selected, drops, budget, timings, config, out),
-               "stages": done}
+               "contamination": contamination, "labelling": labelling, "stages": done}
     if "relabel" in stages:
         atomic_write_jsonl(out / "augmented.jsonl", rows)
     atomic_write_json(out / "summary.json", summary)
     _log_skipped(summary["llm"], out)
-    return AugmentResult(out, rows if "relabel" in stages else selected, [asdict(e) for e in split.seeds], summary)
+    return AugmentResult(out, rows if "relabel" in stages else selected, [e.to_dict() for e in split.seeds], summary)
 
 
 def _log_skipped(llm: dict, out: Path) -> None:
@@ -123,6 +130,7 @@ def _start_run_folder(out: Path, dataset: Dataset, split: FewShotSplit, config: 
                       handle: LMHandle, programs: str | Path | None) -> None:
     """Write the run's inputs, or check that an existing folder was made by the same settings."""
     record = {"dataset": dataset.name, "dataset_source": dataset.source, "labels": dataset.labels,
+              "data": dataset.identity()["sha256"], "protocol": PROTOCOL_VERSION,
               "augment": config.fingerprint(), "lm": handle.describe(),
               "programs": programs_identity(programs)}
     config_path = out / "config.json"
@@ -134,13 +142,13 @@ def _start_run_folder(out: Path, dataset: Dataset, split: FewShotSplit, config: 
                                     "lm_transport": handle.transport,
                                     "versions": versions(), "updated": now_iso()})
     atomic_write_json(out / "labels.json", dataset.labels)
-    atomic_write_jsonl(out / "seeds.jsonl", [asdict(e) for e in split.seeds])
+    atomic_write_jsonl(out / "seeds.jsonl", [e.to_dict() for e in split.seeds])
     if split.dev:
-        atomic_write_jsonl(out / "dev.jsonl", [asdict(e) for e in split.dev])
+        atomic_write_jsonl(out / "dev.jsonl", [e.to_dict() for e in split.dev])
 
 
 def _check_same_run(old: dict, new: dict, path: Path) -> None:
-    keys = ("dataset", "labels", "augment", "lm", "programs")
+    keys = ("dataset", "data", "protocol", "labels", "augment", "lm", "programs")
     diff = [k for k in keys if _comparable(k, old.get(k)) != _comparable(k, new.get(k))]
     if diff:
         detail = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)

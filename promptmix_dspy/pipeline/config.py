@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from promptmix_dspy.method.calibration import CALIBRATIONS
+from promptmix_dspy.method.modules import LAYOUTS
+
 __all__ = ["DEFAULT_RELABEL_BATCH", "FAITHFUL", "RESUMABLE", "AugmentConfig"]
 
 # Settings that do not change what a run produces: they may differ when a run is resumed.
@@ -48,6 +51,10 @@ class AugmentConfig:
     dev_per_class: int = 0
     encoder: str | None = None
     probe_per_class: int | None = None  # --rounds 2: the probe pool's texts per class (default: per_class)
+    decontaminate: bool = True  # drop generated texts that are test texts (pipeline/decontaminate.py)
+    calibrate: str = "batch"  # how relabel probabilities are calibrated over the run's texts (method/calibration.py)
+    layout: str | None = None  # what precedes the text in a relabel prompt (Relabeler); None: by class count
+    generation_cards: str = "group"  # the cards a mix call shows: its group's (the paper's) or "all"
 
     def __post_init__(self) -> None:
         for name in ("shots", "per_class", "texts_per_call", "top_k", "max_rounds", "attempts", "num_threads",
@@ -60,6 +67,10 @@ class AugmentConfig:
             raise ValueError(f"group_size must be >= 2, got {self.group_size}")
         if self.fixed_share is not None and not 0.5 <= self.fixed_share <= 1.0:
             raise ValueError(f"fixed_share must be in [0.5, 1.0], got {self.fixed_share}")
+        if self.layout is not None and self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.calibrate not in CALIBRATIONS:
+            raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {self.calibrate!r}")
         if self.describe not in ("missing", "always"):
             raise ValueError(f"describe must be 'missing' or 'always', got {self.describe!r}")
         if not 0.0 <= self.generation_temperature <= 2.0 or not 0.0 <= self.relabel_temperature <= 2.0:

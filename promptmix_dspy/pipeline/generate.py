@@ -73,7 +73,7 @@ def _plan_round(round_no: int, labels: list[str], done: list[MixCall], journal: 
 
 def _generate_call(program: PromptMix, handle: LMHandle, call: MixCall, config: AugmentConfig) -> UnitResult:
     """One mix call, then up to ``reask`` follow-ups for the texts clean-up dropped, as one unit of work."""
-    cards = [program.cards[c] for c in call.group]
+    cards = program.generation_cards(call.group)
     parts: list[Any] = []
 
     def ask(attempt: int, wanted: int, written: list[str], seen: set[str]) -> Any:

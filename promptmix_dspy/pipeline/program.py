@@ -18,7 +18,8 @@ def build_program(cards: list[ClassCard], config: AugmentConfig, programs: str |
     seeds = {card.name: card.examples for card in cards}
     encoder = SentenceEncoder(config.encoder) if config.top_k < len(cards) else None
     selector = CandidateSelector(seeds, encoder, config.top_k)
-    program = PromptMix(cards, selector, config.generation_temperature, config.relabel_temperature, task)
+    program = PromptMix(cards, selector, config.generation_temperature, config.relabel_temperature, task,
+                        layout=config.layout, seed=config.seed, generation_layout=config.generation_cards)
     if programs:
         from promptmix_dspy.method.programs import load_compiled
 

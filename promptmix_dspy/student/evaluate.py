@@ -1,9 +1,8 @@
 """Metrics and reports for a student: accuracy, macro-F1, per-class F1, the confusion matrix.
 
 ``evaluate_model`` runs a saved student over labelled examples and writes report.json, report.md,
-confusion.png and predictions.jsonl. The metrics are plain Python (no scikit-learn needed) and follow
-scikit-learn's conventions: F1 of a class with no true or predicted example is 0, and macro-F1 averages the
-classes that occur in the gold or the predicted labels.
+confusion.png and predictions.jsonl. The metrics come from scikit-learn: F1 of a class with no true or predicted
+example is 0, and macro-F1 averages the classes that occur in the gold or the predicted labels.
 """
 
 from __future__ import annotations
@@ -24,20 +23,25 @@ MAX_TABLE_CLASSES = 20  # above this the markdown report leaves the confusion ma
 
 
 def classification_metrics(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix (rows = gold)."""
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix (rows = gold), from
+    scikit-learn. Macro-F1 averages the classes that occur in the gold or the predicted labels (a class of the
+    label set that neither has would count as F1 0 and pull the mean down for nothing)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
     _check_pairs(gold, pred, labels)
-    index = {label: i for i, label in enumerate(labels)}
-    confusion = [[0] * len(labels) for _ in labels]
-    for g, p in zip(gold, pred):
-        confusion[index[g]][index[p]] += 1
-    per_class = {label: _class_scores(confusion, i) for i, label in enumerate(labels)}
-    present = [label for label, s in per_class.items() if s["support"] or s["predicted"]]
+    labels = list(labels)
+    confusion = confusion_matrix(gold, pred, labels=labels).tolist()
+    precision, recall, f1, support = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
+    predicted = [sum(row[i] for row in confusion) for i in range(len(labels))]
+    per_class = {label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                         "support": int(support[i]), "predicted": predicted[i]} for i, label in enumerate(labels)}
+    present = [label for label in labels if per_class[label]["support"] or per_class[label]["predicted"]]
     return {
         "n": len(gold),
-        "accuracy": sum(confusion[i][i] for i in range(len(labels))) / len(gold),
-        "macro_f1": sum(per_class[label]["f1"] for label in present) / len(present),
+        "accuracy": float(accuracy_score(gold, pred)),
+        "macro_f1": float(f1_score(gold, pred, labels=present, average="macro", zero_division=0)),
         "per_class": per_class,
-        "labels": list(labels),
+        "labels": labels,
         "confusion": confusion,
     }
 
@@ -52,19 +56,6 @@ def _check_pairs(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]
         for i, label in enumerate(seq, start=1):
             if label not in known:
                 raise DataError(f"{name} label {label!r} (example {i}) is not one of {list(labels)}")
-
-
-def _class_scores(confusion: list[list[int]], i: int) -> dict[str, float | int]:
-    tp = confusion[i][i]
-    support = sum(confusion[i])
-    predicted = sum(row[i] for row in confusion)
-    return {
-        "precision": tp / predicted if predicted else 0.0,
-        "recall": tp / support if support else 0.0,
-        "f1": 2 * tp / (support + predicted) if support + predicted else 0.0,  # = 2PR/(P+R)
-        "support": support,
-        "predicted": predicted,
-    }
 
 
 def evaluate_model(model: Any, examples: Sequence[Example], out_dir: str | Path | None = None,

@@ -95,6 +95,8 @@ def collate(rows: list[dict], pad: int) -> dict[str, Any]:
     batch = {"input_ids": ids, "attention_mask": mask}
     if "labels" in rows[0]:
         batch["labels"] = torch.tensor([r["labels"] for r in rows])
+    if "targets" in rows[0]:
+        batch["targets"] = torch.tensor([r["targets"] for r in rows], dtype=torch.float32)
     return batch
 
 

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {"banking77": {"lr": 6e-5, "weight_decay": 0.001}}
 PRECISIONS = ("auto", "bf16", "fp16", "no")
+TARGETS = ("hard", "soft")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -49,7 +50,14 @@ class TrainConfig:
 
     student: str = DEFAULT_STUDENT
     epochs: int = 5
-    min_steps: int = 0  # train longer than ``epochs`` when they give fewer optimizer steps (0: never)
+    # Train longer than ``epochs`` when they give fewer optimizer steps (0: never). On 2 seeds per class and a
+    # few dozen generated rows the authors' 5 epochs are ~45 steps and MiniLM stays near its first guess (one
+    # class for every test text); 300 reaches a training loss near 0.1 there (evals/bench_*_300steps.toml).
+    min_steps: int = 300
+    # How a row with class probabilities (a relabeled text) is trained on: "hard" (its label), "soft" (the
+    # probabilities as the target distribution). Rows without probabilities (seeds) are always one-hot.
+    targets: str = "hard"
+    min_confidence: float = 0.0  # rows with probabilities whose label's probability is below this are left out
     batch_size: int = 8
     lr: float = 4e-5
     weight_decay: float = 0.01
@@ -69,7 +77,9 @@ class TrainConfig:
                  ("max_length", 2 <= self.max_length <= 512, "in [2, 512]"),
                  ("grad_clip", self.grad_clip > 0, "> 0"), ("precision", self.precision in PRECISIONS,
                  f"one of {PRECISIONS}"), ("device", self.device in DEVICES, f"one of {DEVICES}"),
-                 ("student", bool(str(self.student).strip()), "a hub name or a local directory")]
+                 ("student", bool(str(self.student).strip()), "a hub name or a local directory"),
+                 ("targets", self.targets in TARGETS, f"one of {TARGETS}"),
+                 ("min_confidence", 0.0 <= self.min_confidence < 1.0, "in [0, 1)")]
         for name, ok, rule in rules:
             if not ok:
                 raise ValueError(f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}")
@@ -110,8 +120,24 @@ def read_rows(path: str | Path, labels: Sequence[str], label_field: str = "label
         if label not in known:
             raise DataError(f"{path}:{line}: {label_field} {label!r} is not a label this student is built for "
                             f"({list(labels)})")
-        rows.append(Example(text, str(label)))
+        probs = _probs(obj.get("probs"), known, f"{path}:{line}") if label_field == "label" else None
+        rows.append(Example(text, str(label), probs))
     return rows
+
+
+def _probs(value: Any, known: set[str], where: str) -> tuple[tuple[str, float], ...] | None:
+    """A row's class probabilities ({label: p}), checked: known labels, values in [0, 1] summing to 1."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise DataError(f"{where}: field 'probs' must be an object of label: probability, got {value!r}")
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise DataError(f"{where}: 'probs' names label(s) {unknown} this student is not built for")
+    if not all(isinstance(p, (int, float)) and 0.0 <= p <= 1.0 for p in value.values()) \
+            or abs(sum(value.values()) - 1.0) > 1e-3:
+        raise DataError(f"{where}: 'probs' must be probabilities in [0, 1] summing to 1, got {value!r}")
+    return tuple((k, float(v)) for k, v in value.items())
 
 
 @dataclass
@@ -171,6 +197,7 @@ def train_student(rows: Sequence[Example], labels: Sequence[str], config: TrainC
 
     config, labels = config or TrainConfig(), list(labels)
     check_rows(rows, labels)
+    rows, left_out = select_rows(rows, config)
     accelerator = Accelerator(cpu=_wants_cpu(config), mixed_precision=_mixed_precision(config))
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):  # seeds head init and dropout, leaves the caller's RNG alone
@@ -184,10 +211,44 @@ def train_student(rows: Sequence[Example], labels: Sequence[str], config: TrainC
              "device": str(accelerator.device),
              "mixed_precision": accelerator.mixed_precision, "processes": accelerator.num_processes,
              "epochs": len(losses), "samples_per_second": round(len(rows) * len(losses) / seconds, 2)}
-    record = _record(config, labels, rows, provenance or {}, stats)
+    record = _record(config, labels, rows, {**(provenance or {}), "left_out_below_min_confidence": left_out},
+                     stats)
     path = _save(model, tokenizer, Path(out_dir), record, accelerator)
     accelerator.free_memory()  # drop accelerate's references, so repeated runs in one process do not pile up
     return path
+
+
+def select_rows(rows: Sequence[Example], config: TrainConfig) -> tuple[list[Example], int]:
+    """The rows to train on: those with probabilities below ``min_confidence`` left out (seeds always stay)."""
+    kept = [r for r in rows if r.probs is None or r.confidence >= config.min_confidence]
+    if not kept:
+        raise DataError(f"min_confidence {config.min_confidence} leaves no row to train on")
+    return kept, len(rows) - len(kept)
+
+
+def target_matrix(rows: Sequence[Example], labels: list[str], targets: str) -> list[list[float]]:
+    """One target distribution per row: one-hot on its label, or its probabilities when ``targets`` is soft and
+    it has them (over the student's labels; a class the probabilities leave out gets 0)."""
+    index = {label: i for i, label in enumerate(labels)}
+    out = []
+    for row in rows:
+        target = [0.0] * len(labels)
+        if targets == "soft" and row.probs:
+            total = sum(p for _, p in row.probs)
+            for label, p in row.probs:
+                target[index[label]] = p / total
+        else:
+            target[index[row.label]] = 1.0
+        out.append(target)
+    return out
+
+
+def soft_cross_entropy(logits: Any, targets: Any) -> Any:
+    """Mean over the batch of -sum_c q_c log p_c: cross-entropy against a target distribution q (equal to the
+    usual loss for one-hot q; its gradient pulls p toward q, not toward the argmax)."""
+    import torch
+
+    return -(targets * torch.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
 
 
 def _fit(model: Any, loader: Any, config: TrainConfig, accelerator: Any) -> tuple[Any, list[float]]:
@@ -207,7 +268,8 @@ def _fit(model: Any, loader: Any, config: TrainConfig, accelerator: Any) -> tupl
     for epoch in range(epochs):
         running = torch.zeros((), device=accelerator.device)  # summed on device: no host sync per step
         for batch in loader:
-            loss = model(**batch).loss
+            targets = batch.pop("targets")
+            loss = soft_cross_entropy(model(**batch).logits, targets)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -236,8 +298,8 @@ def _loader(tokenizer: Any, rows: Sequence[Example], labels: list[str], config: 
     from torch.utils.data import DataLoader
 
     ids = encode(tokenizer, [r.text for r in rows], config.max_length)
-    index = {label: i for i, label in enumerate(labels)}
-    data = [{"input_ids": x, "labels": index[r.label]} for x, r in zip(ids, rows)]
+    targets = target_matrix(rows, labels, config.targets)
+    data = [{"input_ids": x, "targets": t} for x, t in zip(ids, targets)]
     sampler = LengthGroupedBatches([len(x) for x in ids], config.batch_size, config.seed, config.group_by_length)
     return DataLoader(data, batch_sampler=sampler, collate_fn=partial(collate, pad=pad_id(tokenizer)))
 
