@@ -49,7 +49,8 @@ def _scores(gold: list[str], pred: list[str], labels: list[str]) -> dict:
             "shares": {c: round(pred.count(c) / len(pred), 3) for c in labels}}
 
 
-def measure(name: str, layout: str, texts: int, data_dir: str, handle, root: Path) -> list[dict]:
+def measure(name: str, layout: str, texts: int, data_dir: str, handle, root: Path,
+            calibrations: tuple[str, ...] = CALIBRATIONS) -> list[dict]:
     from promptmix_dspy.data.datasets import load_dataset
     from promptmix_dspy.data.fewshot import few_shot_split
     from promptmix_dspy.llm.runner import Budget
@@ -73,7 +74,7 @@ def measure(name: str, layout: str, texts: int, data_dir: str, handle, root: Pat
     cost = _call_cost(calls, len(pool), seconds)
     gold = [e.label for e in pool]
     rows = []
-    for method in CALIBRATIONS:
+    for method in calibrations:
         found = {t: a for t, a in answers.items() if a is not None}
         calibrated, record = calibrate(found, method, program.relabeler, journal, config, handle, Budget())
         pred = [max(calibrated[e.text], key=calibrated[e.text].get) if e.text in calibrated else
@@ -99,12 +100,20 @@ def _call_cost(calls: list[dict], n: int, seconds: float) -> dict:
             "seconds_per_text": seconds / max(1, n)}
 
 
+def _shares(shares: dict[str, float]) -> str:
+    """Each class's share of the answers; with many classes, the largest three and how many got none."""
+    if len(shares) <= 6:
+        return ", ".join(f"{k} {100 * v:.0f}%" for k, v in shares.items())
+    top = sorted(shares.items(), key=lambda kv: -kv[1])[:3]
+    return ", ".join(f"{k} {100 * v:.0f}%" for k, v in top) + f"; {sum(v == 0 for v in shares.values())} none"
+
+
 def table(rows: list[dict]) -> str:
     head = ("| dataset | layout | calibration | texts | accuracy | macro-F1 | class shares | prompt tok/call (face) | "
             "prompt tok/call (evaluated) | completion tok/call | s/text |")
     lines = [head, "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
-        shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["shares"].items())
+        shares = _shares(r["shares"])
         evaluated = "–" if r["prompt_evaluated"] is None else f"{r['prompt_evaluated']:.0f}"
         lines.append(f"| {r['dataset']} | {r['layout']} | {r['calibration']} | {r['texts']} | "
                      f"{100 * r['accuracy']:.1f}% | {100 * r['macro_f1']:.1f} | {shares} | {r['prompt_tokens']:.0f} | "
@@ -117,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", default="trec6,subj,twitter_complaints")
     parser.add_argument("--layouts", default="shared,candidates")
     parser.add_argument("--texts", type=int, default=120)
+    parser.add_argument("--calibrations", default=",".join(CALIBRATIONS),
+                        help="content-free makes 3 calls per candidate set: many on banking77")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--local-model", default="qwen2.5-coder-1.5b")
     parser.add_argument("--out", default=None, help="markdown table to write (and print)")
@@ -131,8 +142,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp, open_lm(LMSettings(local_model=args.local_model, cache=False)) as h:
         for name in args.datasets.split(","):
             for layout in args.layouts.split(","):
-                rows += measure(name, layout, args.texts, args.data_dir, h, Path(tmp))
-                print(table(rows[-len(CALIBRATIONS):]), flush=True)
+                calibrations = tuple(args.calibrations.split(","))
+                rows += measure(name, layout, args.texts, args.data_dir, h, Path(tmp), calibrations)
+                print(table(rows[-len(calibrations):]), flush=True)
     text = (f"# Relabel quality and cost ({args.local_model}, 2 CPU cores)\n\n"
             f"`python benchmarks/relabel_quality.py {' '.join(sys.argv[1:])}`\n\nUp to {args.texts} labelled train "
             f"texts per dataset outside seed 0's seeds (never test); top-5 candidates, one text per call, "

@@ -100,7 +100,7 @@ class RuleResponder:
         if ONE_LABEL.search(system):
             return self._classify(fields)
         outputs = _output_fields(system)
-        if outputs == ["label"] and "candidates" in fields:  # DSPy's own adapters: a JSON (or field) answer
+        if outputs == ["label"] and "class_cards" in fields:  # DSPy's own adapters: a JSON (or field) answer
             return json.dumps({"label": self._classify(fields)})
         if "classes_for_texts" in outputs:
             return json.dumps({"classes_for_texts": self._relabel(fields)})
@@ -114,10 +114,13 @@ class RuleResponder:
 
     def _classify(self, fields: dict) -> str:
         """A one-label answer: the rule's class among the candidates, as its code where they carry codes."""
-        block = fields["candidates"].strip()
-        listed = json.loads(block) if block.startswith("[") else block.split(", ")
-        coded = [(m.group(1), m.group(2)) if (m := re.match(r"^([A-Z])\. (.+)$", c)) else (None, c)
-                 for c in (str(c).strip() for c in listed)]
+        block = (fields.get("candidates") or "").strip()
+        if not block:  # the candidates are the cards (the candidates layout): '- CODE. NAME: ...' or '- NAME: ...'
+            coded = candidate_codes(fields["class_cards"])
+        else:
+            listed = json.loads(block) if block.startswith("[") else block.split(", ")
+            coded = [(m.group(1), m.group(2)) if (m := re.match(r"^([A-Z])\. (.+)$", c)) else (None, c)
+                     for c in (str(c).strip() for c in listed)]
         label = (self.relabel or _default_relabel)(fields.get("text", ""), [name for _, name in coded])
         return next((code for code, name in coded if name == label and code), label)
 
@@ -255,12 +258,24 @@ class Fault:
 
 
 class ScriptedServer:
-    """An OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1 answered by a responder. Context manager."""
+    """An OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1 answered by a responder. Context manager.
+
+    It also serves OpenAI's files and batches API in its documented shapes (``POST /v1/files`` multipart,
+    ``GET /v1/files/{id}/content``, ``POST /v1/batches``, ``GET /v1/batches/{id}``): a batch's lines are answered
+    by the same responder when it is created, and it reports ``in_progress`` for ``batch_polls`` retrievals before
+    ``completed``. ``batch_fault(custom_id, body)`` may return "fail" (the item goes to the error file) or "expire"
+    (the batch ends ``expired`` without it); ``batch_output_hook(text)`` may rewrite an output file (a provider's
+    broken file)."""
 
     def __init__(self, responder: Responder | None = None, model: str = "scripted"):
         self.responder = responder or RuleResponder()
         self.model = model
         self.requests: list[dict] = []
+        self.files: dict[str, dict] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_polls = 1
+        self.batch_fault: Callable[[str, dict], str | None] | None = None
+        self.batch_output_hook: Callable[[str], str] | None = None
         self.headers: list[dict[str, str]] = []  # the HTTP headers of each request (lower-case names)
         self.connections: set = set()  # open client sockets, closed by an outage
         self._lock = threading.Lock()
@@ -314,8 +329,9 @@ class ScriptedServer:
         timer.start()
         return timer
 
-    def answer(self, body: dict) -> tuple[int, dict, bytes | None, float]:
-        self.requests.append(body)
+    def answer(self, body: dict, record: bool = True) -> tuple[int, dict, bytes | None, float]:
+        if record:  # a batch's lines are counted in its request_counts, not here
+            self.requests.append(body)
         out = self.responder(body.get("messages", []), body)
         fault = out if isinstance(out, Fault) else Fault(content=out)
         if fault.drop:
@@ -326,6 +342,63 @@ class ScriptedServer:
         payload = fault.body if fault.body is not None else \
             json.dumps(self._completion(body, fault.content or "", fault.top_logprobs))
         return 200, fault.headers, payload.encode(), fault.delay
+
+    # -- files and batches (OpenAI's documented shapes) ------------------------------------------------------
+    def upload(self, filename: str, data: bytes, purpose: str) -> dict:
+        with self._lock:
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                                   "filename": filename, "purpose": purpose, "status": "processed", "data": data}
+        return {k: v for k, v in self.files[file_id].items() if k != "data"}
+
+    def create_batch(self, request: dict) -> dict:
+        lines = [json.loads(line) for line in self.files[request["input_file_id"]]["data"].decode().splitlines()
+                 if line.strip()]
+        out, errors, expired = [], [], False
+        for line in lines:
+            fault = self.batch_fault(line["custom_id"], line["body"]) if self.batch_fault else None
+            if fault == "expire":
+                expired = True
+                errors.append({"id": f"batch_req_{len(errors)}", "custom_id": line["custom_id"], "response": None,
+                               "error": {"code": "batch_expired", "message": "This request could not be executed "
+                                         "before the completion window expired."}})
+                continue
+            if fault == "fail":
+                errors.append({"id": f"batch_req_{len(errors)}", "custom_id": line["custom_id"],
+                               "response": {"status_code": 500, "request_id": "r", "body": {"error": {
+                                   "message": "injected failure", "type": "server_error"}}}, "error": None})
+                continue
+            status, _, payload, _ = self.answer(line["body"], record=False)
+            out.append({"id": f"batch_req_{len(out)}", "custom_id": line["custom_id"], "error": None,
+                        "response": {"status_code": status, "request_id": f"req-{len(out)}",
+                                     "body": json.loads(payload) if payload else None}})
+        text = "".join(json.dumps(r) + "\n" for r in out)
+        if self.batch_output_hook:
+            text = self.batch_output_hook(text)
+        output = self.upload("batch_output.jsonl", text.encode(), "batch_output")["id"] if out else None
+        error = self.upload("batch_errors.jsonl", "".join(json.dumps(r) + "\n" for r in errors).encode(),
+                            "batch_output")["id"] if errors else None
+        with self._lock:
+            batch_id = f"batch_{len(self.batches) + 1}"
+            self.batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": request["endpoint"], "errors": None,
+                "input_file_id": request["input_file_id"], "completion_window": request["completion_window"],
+                "status": "validating", "created_at": int(time.time()), "final": "expired" if expired else "completed",
+                "output_file_id": output, "error_file_id": error, "polls": 0,
+                "request_counts": {"total": len(lines), "completed": len(out), "failed": len(errors)}}
+        return self._batch_view(batch_id, advance=False)
+
+    def _batch_view(self, batch_id: str, advance: bool = True) -> dict:
+        batch = self.batches[batch_id]
+        if advance:
+            batch["polls"] += 1
+        done = batch["polls"] > self.batch_polls
+        view = {k: v for k, v in batch.items() if k not in ("final", "polls")}
+        view["status"] = batch["final"] if done else ("in_progress" if batch["polls"] else "validating")
+        if not done:
+            view.update(output_file_id=None, error_file_id=None,
+                        request_counts={"total": batch["request_counts"]["total"], "completed": 0, "failed": 0})
+        return view
 
     def _completion(self, body: dict, content: str, top: dict[str, float] | None = None) -> dict:
         prompt_tokens = sum(len(str(m.get("content", ""))) // 4 for m in body.get("messages", []))
@@ -374,16 +447,33 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 pass
 
         def do_GET(self) -> None:
+            path = self.path.split("?")[0].rstrip("/")
+            if m := re.fullmatch(r"/v1/files/([\w-]+)/content", path):
+                file = server.files.get(m.group(1))
+                return self._send(200, {}, file["data"]) if file else self._not_found()
+            if m := re.fullmatch(r"/v1/batches/([\w-]+)", path):
+                ok = m.group(1) in server.batches
+                return self._send(200, {}, json.dumps(server._batch_view(m.group(1))).encode()) if ok else \
+                    self._not_found()
             self._send(200, {}, json.dumps({"object": "list", "data": [{"id": server.model}]}).encode())
+
+        def _not_found(self) -> None:
+            self._send(404, {}, json.dumps({"error": {"message": "not found", "type": "invalid_request_error"}}).encode())
 
         def do_POST(self) -> None:
             _local.headers = {k.lower(): v for k, v in self.headers.items()}
             server.headers.append(_local.headers)
+            path = self.path.split("?")[0].rstrip("/")
             try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if path == "/v1/files":
+                    return self._send(200, {}, json.dumps(server.upload(*_multipart_file(self.headers, raw))).encode())
+                body = json.loads(raw or b"{}")
             except OSError:  # an outage cut the connection while the request was arriving
                 self.close_connection = True
                 return
+            if path == "/v1/batches":
+                return self._send(200, {}, json.dumps(server.create_batch(body)).encode())
             try:
                 status, headers, payload, delay = server.answer(body)
             except Exception as exc:  # a broken responder is a 500, not a hung client
@@ -408,6 +498,22 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(payload)
 
     return Handler
+
+
+def _multipart_file(headers: Any, raw: bytes) -> tuple[str, bytes, str]:
+    """(filename, data, purpose) of a multipart/form-data file upload (the openai client's create_file)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {headers['Content-Type']}\r\n\r\n".encode() + raw)
+    filename, data, purpose = "upload.jsonl", b"", "batch"
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name == "file":
+            filename, data = part.get_filename() or filename, part.get_payload(decode=True)
+        elif name == "purpose":
+            purpose = part.get_payload(decode=True).decode()
+    return filename, data, purpose
 
 
 def _close_quietly(sock: Any) -> None:

@@ -9,8 +9,8 @@ import sys
 
 from promptmix_dspy.testing import ScriptedServer
 
-DATA_KEYS = {"text", "label", "generated_for", "majority", "minority", "majority_share", "relabeled", "lm",
-             "call_id"}
+DATA_KEYS = {"text", "label", "label_raw", "probs_raw", "probs", "confidence", "generated_for", "majority", "minority",
+             "majority_share", "relabeled", "lm", "call_id"}
 
 
 def _promptmix(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -37,10 +37,13 @@ def test_augment_trec6_over_http(tmp_path, data_dir):
     assert "kept 24 examples" in proc.stdout and "LLM calls:" in proc.stdout
     assert "relabel" in proc.stderr  # the progress bars
     # 6 classes x 2 generation calls + 24 relabel calls, all over HTTP, each with explicit max_tokens
-    assert len(requests) == 36 and all(r["max_tokens"] == 256 for r in requests)
-    relabel_calls = [r for r in requests if "candidate_classes" in r["messages"][0]["content"]]
-    assert len(relabel_calls) == 24
-    assert all(r["temperature"] == 0.0 for r in relabel_calls)
+    relabel_calls = [r for r in requests if "[[ ## candidates ## ]]" in r["messages"][-1]["content"]]
+    assert len(requests) == 36 and len(relabel_calls) == 24
+    assert all(r["max_tokens"] == 256 for r in requests if r not in relabel_calls)
+    # one short answer per text, at temperature 0, asking for the answer token's logprobs
+    assert all(r["temperature"] == 0.0 and r["max_tokens"] == 16 and r["logprobs"] is True and r["top_logprobs"] == 20
+               for r in relabel_calls)
+    assert all(set(r["probs"]) <= set(labels) and abs(sum(r["probs"].values()) - 1) < 1e-6 for r in rows)
     config = json.loads((out / "config.json").read_text())
     assert config["lm"]["api_base"] == server.base_url and config["augment"]["top_k"] == 5
     assert (config["lm_transport"]["timeout"], config["lm_transport"]["num_retries"]) == (30.0, 1)
@@ -86,9 +89,10 @@ def test_a_flag_given_with_its_default_value_still_overrides_the_spec(tmp_path, 
                           "--threads", "4", "--lm", "hosted_vllm/scripted", "--api-base", server.base_url,
                           "--out", str(tmp_path / "run"))
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert {r["max_tokens"] for r in server.requests} == {256}  # 256 is the default, and it was given
+        # the teacher's calls are one-label answers, capped at 16 tokens whatever the setting
+        assert {r["max_tokens"] for r in server.requests} == {16}
     config = json.loads((tmp_path / "run" / "experiment.json").read_text())["spec"]
-    assert config["lm"]["max_tokens"] == 256
+    assert config["lm"]["max_tokens"] == 256  # 256 is the default, and it was given: it overrides the spec's 512
 
 
 def test_options_that_were_not_given_keep_the_specs_values():

@@ -66,6 +66,9 @@ def _kinds(requests: list[dict]) -> Counter:
     out = Counter()
     names = {"texts": "texts", "classes_for_texts": "label", "description": "description", "task": "task"}
     for body in requests:
+        if "of one candidate only." in body["messages"][0]["content"]:
+            out["label"] += 1
+            continue
         answer = body["messages"][0]["content"].rsplit("Answer with a JSON object: {", 1)[1]
         out[names[answer.split('"')[1]]] += 1
     return out
@@ -167,7 +170,7 @@ def test_specs_load_from_toml_and_refuse_unknown_keys(tmp_path):
     assert grid.cells()[0].teacher_test_limit == 50
     bad = tmp_path / "bad.toml"
     bad.write_text("[grid]\ndatasets = ['trec6']\nmethods = ['a2']\nper_class = 5\n")
-    with pytest.raises(ValueError, match="takes datasets, methods, seeds and share_llm_from only"):
+    with pytest.raises(ValueError, match="takes datasets, methods, seeds, share_llm_from and limits only"):
         load_grid(bad)
     with pytest.raises(ValueError, match="unknown method"):
         GridSpec(["trec6"], ["a3"], [0])
@@ -342,15 +345,33 @@ def test_a_missing_test_split_is_noticed_before_any_llm_call(tmp_path, tiny_bert
     assert server.requests == []
 
 
-def test_a2c_refuses_to_run_without_compiled_programs_and_says_how_to_make_them(tmp_path, tiny_bert, dataset_dir,
-                                                                                 server):
-    spec = ExperimentSpec(dataset=str(dataset_dir), method="a2c", compiled_programs=str(tmp_path / "programs"),
-                          **_base(tiny_bert, server))
-    with pytest.raises(ValueError, match=r"a2c reads the compiled programs in .*promptmix compile --dataset"):
-        run_experiment(spec, tmp_path / "run")
-    assert server.requests == []
-    assert ExperimentSpec(dataset="trec6", method="a2c").programs_dir == "programs/trec6"
-    assert ExperimentSpec(dataset="trec6", method="a2").programs_dir is None
+def test_a2c_compiles_on_its_own_seed_relabels_a2s_texts_and_refuses_another_seeds_programs(
+        tmp_path, tiny_bert, dataset_dir, server):
+    programs = str(tmp_path / "programs" / "seed{seed}")
+    base = {**_base(tiny_bert, server), "compiled_programs": programs}
+    grid = GridSpec([str(dataset_dir)], ["a2", "a2c"], [0], base)
+    rows = {r["method"]: r for r in run_grid(grid, tmp_path / "g")}
+    meta = json.loads((tmp_path / "programs" / "seed0" / "meta.json").read_text())
+    assert meta["seed"] == 0 and meta["dev_per_class"] == 0 and meta["programs"]["relabeler"]["dev_mode"] == \
+        "leave-one-out"
+    # the same generated texts, relabeled in a2c's own folder: a paired comparison of relabelers
+    assert rows["a2c"]["inputs"]["generation"] == rows["a2"]["inputs"]["generation"]
+    assert rows["a2c"]["inputs"]["programs"]["path"].endswith("seed0")
+    a2c_dir = cell_dir(tmp_path / "g", grid.cells()[1])
+    assert {r["text"] for r in _jsonl(a2c_dir / "relabel" / "augmented.jsonl")} == \
+        {r["text"] for r in _jsonl(generation_dir(tmp_path / "g", grid.cells()[0]) / "selected.jsonl")}
+    # seed 1's cell pointed at seed 0's programs: refused, naming both seeds, before any LLM call of its own
+    import shutil
+
+    shutil.copytree(tmp_path / "programs" / "seed0", tmp_path / "programs" / "seed1")
+    from promptmix_dspy.method.programs import ProgramsMismatch
+
+    spec = ExperimentSpec(dataset=str(dataset_dir), method="a2c", seed=1, **base)
+    with pytest.raises(ProgramsMismatch, match=r"compiled on other labelled rows \(seed 0.*than this run's \(seed 1"):
+        run_experiment(spec, tmp_path / "run1", generation_dir=tmp_path / "gen1")
+    assert ExperimentSpec(dataset="trec6", method="a2c", seed=2).relabel_programs_dir == "programs/trec6/seed2"
+    assert ExperimentSpec(dataset="trec6", method="a2c-dev").relabel_programs_dir == "programs/trec6/seed0-dev10"
+    assert ExperimentSpec(dataset="trec6", method="a2").relabel_programs_dir is None
 
 
 def test_the_committed_bench_spec_loads_for_every_dataset_and_method():

@@ -31,7 +31,8 @@ def healthy() -> RuleResponder:
 
 def step(messages: list[dict]) -> str:
     system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
-    return "relabel" if '"classes_for_texts"' in system else "generate" if '{"texts"' in system else "other"
+    relabel = '"classes_for_texts"' in system or "of one candidate only." in system
+    return "relabel" if relabel else "generate" if '{"texts"' in system else "other"
 
 
 def about(cls: str, kind: str) -> Callable[[list[dict]], bool]:
@@ -40,7 +41,7 @@ def about(cls: str, kind: str) -> Callable[[list[dict]], bool]:
         fields = parse_fields(messages[-1]["content"])
         if kind == "generate":
             return step(messages) == kind and fields.get("majority_class") == cls
-        return step(messages) == kind and f"a {cls} text" in fields.get("texts", "")
+        return step(messages) == kind and f"a {cls} text" in fields.get("text", fields.get("texts", ""))
     return match
 
 

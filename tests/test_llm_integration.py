@@ -27,16 +27,30 @@ def cards(data_dir) -> list[ClassCard]:
             for lab, ex in split.seeds_by_label().items()]
 
 
+QUESTIONS = ("Who invented the telephone ?", "What does NASA stand for ?", "Where is Mount Fuji ?",
+             "How many legs does a spider have ?")
+
+
 def test_relabel_and_generate_through_litellm(cards):
     with open_lm(LMSettings(cache=False)) as handle:
         assert handle.model == "hosted_vllm/smollm2" and handle.adapter_name == "llama-cpp"
+        relabeler = Relabeler(cards, top_k=len(cards))
         with handle.context():
-            labels = [Relabeler(cards)(text=t).label for t in ("Who invented the telephone ?",
-                                                               "What does NASA stand for ?")]
+            preds = [relabeler(text=t) for t in QUESTIONS]
+            relabel_call = handle.lm.history[-1]
             gen = BorderlineGenerator()(class_cards=cards[:4], majority_class=cards[0].name,
                                         minority_class=cards[1].name, majority_share=0.8, num_texts=3)
         history = handle.lm.history[-1]
-    assert all(label in {c.name for c in cards} for label in labels)
+    names = {c.name for c in cards}
+    for pred in preds:
+        probs = pred.probs[0]
+        # the model's probabilities over its candidates, from the answer token's logprobs: one per class, summing
+        # to 1, and the plain (grammar-constrained, greedy) answer is the most probable class
+        assert pred.label in names and set(probs) == names and sum(probs.values()) == pytest.approx(1.0)
+        assert max(probs, key=probs.get) == pred.label
+    # the answer is as short as the label: a grammar of the class names, a few completion tokens
+    assert relabel_call["kwargs"]["extra_body"]["grammar"].startswith('root ::= "ABBR" | "DESC"')
+    assert relabel_call["kwargs"]["logprobs"] is True and relabel_call["usage"]["completion_tokens"] <= 4
     assert isinstance(gen.raw_texts, list) and gen.raw_texts and all(isinstance(t, str) for t in gen.raw_texts)
     assert history["kwargs"]["response_format"]["type"] == "json_object"
     assert handle.lm.kwargs["max_tokens"] == 256
@@ -80,7 +94,7 @@ def test_compile_on_the_embedded_default_then_augment_with_the_program(tmp_path,
     assert relabeler["dev_mode"] == "leave-one-out" and relabeler["dev_size"] == 4
     assert all((4 * relabeler[k]).is_integer() for k in ("dev_before", "dev_after"))  # scores of 4 seeds
     saved = json.loads((programs / "relabeler.json").read_text())
-    assert len(saved["relabel"]["demos"]) == (4 if relabeler["kept"] == "compiled" else 0)  # the file is the record
+    assert len(saved["classify"]["demos"]) == (4 if relabeler["kept"] == "compiled" else 0)  # the file is the record
     assert meta["labels"] == ["objective", "subjective"] and "smollm2" in json.dumps(meta)
     used = _cli("augment", "--dataset", "subj", "--data-dir", str(data_dir), "--per-class", "2", "--programs",
                 str(programs), "--out", str(tmp_path / "run"))

@@ -132,14 +132,14 @@ def test_assemble_refuses_to_overwrite_with_a_bad_file(tmp_path, monkeypatch):
     assert good.read_bytes() == b"".join(PARTS)  # the good file is still there
 
 
-def test_the_registry_threads_apply_to_its_worker_layout_and_other_layouts_share_the_cores(monkeypatch, tmp_path):
+def test_the_registry_slots_are_the_default_and_the_server_gets_every_core(monkeypatch, tmp_path):
     from promptmix_dspy.llm import server as server_module
     from promptmix_dspy.llm.models import ResolvedModel
 
-    resolved = ResolvedModel("m", tmp_path / "m.gguf", "m", 4096, workers=2, threads=1, verified=True)
+    resolved = ResolvedModel("m", tmp_path / "m.gguf", "m", 4096, slots=3, verified=True)
     monkeypatch.setattr("promptmix_dspy.llm.models.resolve_local_model", lambda name: resolved)
     monkeypatch.setattr(server_module, "_cpu_count", lambda: 8)
-    assert server_module.LocalServer("m").threads == 1  # the measured layout: 2 workers x 1 thread
-    assert server_module.LocalServer("m", parallel=1).threads == 8  # one worker gets every core
-    assert server_module.LocalServer("m", parallel=4).threads == 2
-    assert server_module.LocalServer("m", parallel=1, threads=3).threads == 3
+    assert server_module.LocalServer("m").parallel == 3  # the registry's slots
+    assert server_module.LocalServer("m").threads == 8  # one process: every core, whatever the slots
+    assert server_module.LocalServer("m", parallel=1).threads == 8
+    assert server_module.LocalServer("m", parallel=4, threads=3).threads == 3

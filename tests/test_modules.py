@@ -214,7 +214,9 @@ def test_promptmix_generates_then_relabels():
                                 group=[c.name for c in CARDS])
     assert [(r["text"], r["label"]) for r in pred.rows] == [("my top_up_failed too", "top_up_failed"),
                                                             ("still waiting for it", "card_arrival")]
-    assert len(PromptMix(CARDS).named_predictors()) == 2  # an optimizer sees both prompts
+    # an optimizer sees every prompt: the generator's, the one-text relabeler's and the batched relabeler's
+    assert [name for name, _ in PromptMix(CARDS).named_predictors()] == ["generator.generate", "relabeler.classify",
+                                                                         "relabeler.relabel"]
 
 
 def test_describer_writes_one_sentence():

@@ -33,8 +33,8 @@ from promptmix_dspy.testing import (
 
 LABELS = ["weather", "sports", "music"]
 SMALL = {  # budgets that keep every optimizer to a few dozen scripted calls
-    "labeled": {}, "bootstrap": {"max_bootstrapped_demos": 2, "max_labeled_demos": 2},
-    "random-search": {"num_candidate_programs": 1, "max_bootstrapped_demos": 2},
+    "labeled": {"k": 2}, "bootstrap": {"max_bootstrapped_demos": 2, "max_labeled_demos": 2},
+    "random-search": {"num_candidate_programs": 1, "max_bootstrapped_demos": 2, "max_labeled_demos": 0},
     "mipro": {"auto": None, "num_candidates": 2, "num_trials": 2}, "gepa": {"max_metric_calls": 30},
 }
 
@@ -65,18 +65,23 @@ def _config(optimizer: str = "bootstrap", **kw) -> CompileConfig:
                          **kw)
 
 
+def _one_label(messages: list[dict]) -> bool:
+    """A one-text relabel call (the bare answer the lean adapters ask for)."""
+    return "of one candidate only." in messages[0]["content"]
+
+
 def _picky(messages: list[dict], params: dict) -> str:
     """Labels right only when the instruction says 'carefully' (which the scripted reflection LM proposes)."""
-    answer = json.loads(RuleResponder(generate=_generate)(messages, params))
-    if "classes_for_texts" in answer and "carefully" not in messages[0]["content"]:
-        answer["classes_for_texts"] = _wrong(messages, answer["classes_for_texts"])
-    return json.dumps(answer)
+    answer = RuleResponder(generate=_generate)(messages, params)
+    if _one_label(messages) and "carefully" not in messages[0]["content"]:
+        return _wrong(messages, answer)
+    return answer
 
 
-def _wrong(messages: list[dict], answers: dict[str, str]) -> dict[str, str]:
-    """Another candidate than the right one, for every text."""
-    candidates = candidate_names(parse_fields(messages[0]["content"])["candidate_classes"])
-    return {k: next(c for c in candidates if c != v) for k, v in answers.items()}
+def _wrong(messages: list[dict], answer: str) -> str:
+    """Another candidate than the given answer (the candidates are the cards of the prompt)."""
+    candidates = candidate_names(parse_fields(messages[0]["content"])["class_cards"])
+    return next(c for c in candidates if c != answer)
 
 
 def _reflection_lm():
@@ -105,8 +110,9 @@ def _two_seed_dataset() -> Dataset:
 
 
 def _compiled_demos(messages: list[dict]) -> bool:
-    """More user turns than the uncompiled relabeler's one worked example and the request."""
-    return sum(m["role"] == "user" for m in messages) > 2
+    """A curated demo set: one or two solved examples before the request. The uncompiled relabeler shows every
+    seed but the one scored (five here); the optimizers' budgets below keep two."""
+    return 1 <= sum(m["role"] == "user" for m in messages) - 1 <= 2
 
 
 def _propose(name: str, fields: dict) -> str:
@@ -118,12 +124,11 @@ def _teachable(messages: list[dict], params: dict) -> str:
     Writes copies of the cards' examples, unless it sees demos or an instruction with the TRIGGER."""
     system = messages[0]["content"]
     taught = _compiled_demos(messages) or "carefully" in system
-    answer = json.loads(RuleResponder(generate=_generate, propose=_propose)(messages, params))
-    if "classes_for_texts" in answer and not taught:
-        texts = numbered(parse_fields(messages[-1]["content"])["texts"])
-        wrong = _wrong(messages, answer["classes_for_texts"])
-        answer["classes_for_texts"] = {k: wrong[k] if HARD in texts[int(k) - 1] else v
-                                       for k, v in answer["classes_for_texts"].items()}
+    answer = RuleResponder(generate=_generate, propose=_propose)(messages, params)
+    if _one_label(messages):
+        hard = HARD in parse_fields(messages[-1]["content"])["text"]
+        return _wrong(messages, answer) if hard and not taught else answer
+    answer = json.loads(answer)
     if "texts" in answer and not (len(messages) > 2 or TRIGGER in system):
         examples = re.findall(r'"([^"]+)"', system.split("[[ ## class_cards ## ]]", 1)[-1])
         answer["texts"] = (examples * 3)[:len(answer["texts"])]  # seed copies: clean-up drops every one
@@ -216,20 +221,19 @@ def test_leave_one_out_never_shows_a_seed_its_own_text(tmp_path, optimizer, comp
     config = _config(optimizer, program="relabeler", compact_demos=compact)
     result = compile_programs(_dataset(), tmp_path, config, handle)["relabeler"]
     # full bootstrapped demos carry class cards, whose examples are seeds too: those demos must go as well
-    bootstrapped = [d for d in result.program.relabel.demos if d.get("augmented")]
-    assert all(("candidate_classes" in d) == (not compact) for d in bootstrapped)
+    bootstrapped = [d for d in result.program.classify.demos if d.get("augmented")]
+    assert all(("class_cards" in d) == (not compact) for d in bootstrapped)
     assert bootstrapped or optimizer == "labeled"
     seeds = {e.text for e in few_shot_split(_dataset(), 2, 0).seeds}
     scored = 0
     for request in handle.lm.requests:
         prompt = "\n".join(m["content"] for m in request["messages"])
-        texts = numbered(parse_fields(request["messages"][-1]["content"]).get("texts", ""))
-        text = texts[0] if len(texts) == 1 else None
+        text = parse_fields(request["messages"][-1]["content"]).get("text")
         if text in seeds:
             scored += 1
             assert prompt.count(text) == 1, f"{text!r} was shown in its own prompt"
     assert scored >= 2 * len(seeds)  # every seed scored before and after compiling
-    assert result.program.relabel.demos  # the demos are seeds, yet never the one being scored
+    assert result.program.classify.demos  # the demos are seeds, yet never the one being scored
     assert read_meta(tmp_path)["programs"]["relabeler"]["dev_mode"] == "leave-one-out"
 
 
@@ -314,26 +318,26 @@ def test_cli_compile_then_augment_with_the_programs(tmp_path):
 
 
 def _spoiled_by_demos(messages: list[dict], params: dict) -> str:
-    """Labels right with the one worked example of the uncompiled relabeler, wrong once compiled demos (more
-    user turns) are shown."""
-    answer = json.loads(RuleResponder(generate=_generate)(messages, params))
-    if "classes_for_texts" in answer and sum(m["role"] == "user" for m in messages) > 2:
-        answer["classes_for_texts"] = _wrong(messages, answer["classes_for_texts"])
-    return json.dumps(answer)
+    """Labels right with the uncompiled relabeler's seeds as solved examples, wrong once a compiled demo set of
+    one or two replaces them."""
+    answer = RuleResponder(generate=_generate)(messages, params)
+    return _wrong(messages, answer) if _one_label(messages) and _compiled_demos(messages) else answer
 
 
 @pytest.mark.parametrize("keep_worse", [False, True])
 def test_a_compile_that_lowers_the_dev_score_keeps_the_original_unless_asked(tmp_path, keep_worse):
     handle = _handle(_spoiled_by_demos)
-    config = CompileConfig(optimizer="labeled", program="relabeler", top_k=3, num_threads=1, keep_worse=keep_worse)
+    config = CompileConfig(optimizer="labeled", program="relabeler", top_k=3, num_threads=1, keep_worse=keep_worse,
+                           settings={"k": 1})
     result = compile_programs(_dataset(), tmp_path, config, handle)["relabeler"]
-    assert (result.dev_before, result.dev_after) == (1.0, 0.0)
+    # leave-one-out: the one compiled demo spoils every seed but itself (scored without it, as uncompiled)
+    assert (result.dev_before, result.dev_after) == (1.0, round(1 / 6, 4))
     saved = read_meta(tmp_path)["programs"]["relabeler"]
     assert saved["kept"] == ("compiled" if keep_worse else "uncompiled")
-    assert (saved["demos"]["relabel"] > 0) == keep_worse
+    assert (saved["demos"]["classify"] > 0) == keep_worse
     program = _fresh(handle)
     load_compiled(program, tmp_path, LABELS)
-    assert (len(program.relabeler.relabel.demos) > 0) == keep_worse
+    assert (len(program.relabeler.classify.demos) > 0) == keep_worse
     generator = compile_programs(_dataset(), tmp_path, _config("labeled", program="generator"), handle)["generator"]
     assert generator.judge == f"the {'compiled' if keep_worse else 'uncompiled'} relabeler saved in {tmp_path}"
 
@@ -343,28 +347,35 @@ def test_cli_keep_worse_saves_the_compiled_program(tmp_path):
     with ScriptedServer(_spoiled_by_demos) as server:
         made = _cli("compile", "--dataset", str(data), "--descriptions", str(data / "descriptions.json"),
                     "--top-k", "3", "--threads", "1", "--lm", "hosted_vllm/scripted", "--api-base", server.base_url,
-                    "--program", "relabeler", "--optimizer", "labeled", "--keep-worse", "--out", str(tmp_path / "p"))
+                    "--program", "relabeler", "--optimizer", "labeled", "--opt", "k=1", "--keep-worse",
+                    "--out", str(tmp_path / "p"))
     assert made.returncode == 0, made.stderr[-2000:]
-    assert "1.000 -> 0.000" in made.stdout and "saved the compiled program" in made.stdout
+    assert "1.000 -> 0.167" in made.stdout and "saved the compiled program" in made.stdout
     assert read_meta(tmp_path / "p")["programs"]["relabeler"]["kept"] == "compiled"
 
 
 COMMITTED = Path(__file__).resolve().parents[1] / "programs"
+COMMITTED_FOLDERS = sorted(p.parent for p in COMMITTED.glob("*/seed*/meta.json"))
 
 
 def test_programs_are_committed_for_at_least_one_dataset():
-    assert [p.name for p in COMMITTED.iterdir() if (p / "meta.json").is_file()], "programs/ holds no compiled dataset"
+    assert COMMITTED_FOLDERS, "programs/<dataset>/seed<k>/ holds no compiled programs"
 
 
-@pytest.mark.parametrize("folder", sorted(p for p in COMMITTED.iterdir() if (p / "meta.json").is_file()),
-                         ids=lambda p: p.name)
-def test_the_committed_programs_load_for_their_labels_and_are_refused_for_others(data_dir, folder):
-    """programs/<dataset> in the repository: JSON that loads into fresh modules for its dataset's labels."""
+@pytest.mark.parametrize("folder", COMMITTED_FOLDERS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_committed_programs_load_for_their_labels_and_rows_and_are_refused_for_others(data_dir, folder):
+    """programs/<dataset>/seed<k> in the repository: JSON that loads into fresh modules for its dataset's labels,
+    compiled on exactly that seed's labelled rows."""
     from promptmix_dspy.data.datasets import load_dataset
+    from promptmix_dspy.method.programs import ProgramsMismatch, check_rows
 
-    ds = load_dataset(folder.name, data_dir=data_dir)
+    ds = load_dataset(folder.parent.name, data_dir=data_dir)
+    seed, dev = int(folder.name.removeprefix("seed").split("-")[0]), int(read_meta(folder)["dev_per_class"])
+    check_rows(read_meta(folder), few_shot_split(ds, 2, seed, dev), folder)
+    with pytest.raises(ProgramsMismatch, match=f"seed {seed}"):
+        check_rows(read_meta(folder), few_shot_split(ds, 2, seed + 1, dev), folder)
     handle = _handle()
-    meta = load_compiled(PromptMix(class_cards(few_shot_split(ds, 2, 0), handle)), folder, ds.labels)
+    meta = load_compiled(PromptMix(class_cards(few_shot_split(ds, 2, seed), handle)), folder, ds.labels)
     assert meta["labels"] == ds.labels and set(meta["programs"]) <= {"relabeler", "generator"} and meta["programs"]
     for entry in meta["programs"].values():
         kept_compiled = entry["dev_after"] >= entry["dev_before"] or entry.get("config", {}).get("keep_worse", False)

@@ -94,7 +94,16 @@ def test_label_matrix_counts_generated_for_against_final_label():
 
 
 def _is_png(path: Path) -> bool:
-    return path.exists() and path.read_bytes()[:8] == PNG and path.stat().st_size > 5000
+    """A PNG with something drawn on it: more than 1% of its pixels not white, in at least three colours (a blank
+    figure, or one holding only a frame, fails)."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    if not (path.exists() and path.read_bytes()[:8] == PNG):
+        return False
+    pixels = imread(path)[..., :3].reshape(-1, 3)
+    drawn = pixels[(pixels < 0.97).any(axis=1)]
+    return len(drawn) > 0.01 * len(pixels) and len(np.unique((drawn * 8).astype(int), axis=0)) >= 3
 
 
 def test_plots_are_written_and_non_empty(tmp_path):
@@ -120,7 +129,8 @@ def test_write_grid_report(tmp_path, monkeypatch):
     assert names == ["accuracy.png", "boundary_trec6.png", "labels_trec6.png"]
     assert all(_is_png(out / n) for n in names)
     md = (out / "results.md").read_text()
-    assert "| **a2**" in md and "70.0 ± 20.0" in md and "![labels_trec6](labels_trec6.png)" in md
+    # three seeds 0.5, 0.7, 0.9: the mean and its t interval, 0.7 +- 4.303 * 0.2 / sqrt(3)
+    assert "| **a2**" in md and "70.0 [20.3, 119.7]" in md and "![labels_trec6](labels_trec6.png)" in md
     assert "trec6 / a2: 25.0%" in md and "`promptmix bench --out grid`" in md and "Cells finished: 5 of 12" in md
     assert "| HUM | – |  | LOC | gen HUM 0 0 |" in md  # an example row: generated for HUM, relabeled LOC
 
@@ -156,18 +166,67 @@ def test_pending_cells_say_so_and_partial_ones_say_how_many_seeds():
     assert "30.0 (1 of 3 seeds; the rest pending)" in baseline
 
 
-def test_the_claims_are_checked_against_the_numbers():
-    from promptmix_dspy.experiments.claims import claims_section, verdict
+INPUTS = {"data": "d", "seeds": "s", "generation": "g", "teacher_sample": "t"}
 
-    assert verdict({0: 0.6, 1: 0.7, 2: 0.8}, {0: 0.3, 1: 0.35, 2: 0.4})[0] == "holds"
-    assert verdict({0: 0.3, 1: 0.35, 2: 0.4}, {0: 0.6, 1: 0.7, 2: 0.8})[0] == "does not hold"
-    assert verdict({0: 0.5, 1: 0.7, 2: 0.6}, {0: 0.6, 1: 0.5, 2: 0.62})[0] == "within the noise"
-    assert verdict({0: 0.5}, {0: 0.3})[0] == "pending"
-    rows = [_row("trec6", m, s, acc) for m, accs in (("a2", (0.6, 0.7, 0.8)), ("a1", (0.3, 0.35, 0.4)),
-                                                      ("llm", (0.9, 0.9, 0.9))) for s, acc in enumerate(accs)]
+
+def _claim_row(method: str, seed: int, accuracy: float, **inputs) -> dict:
+    return _row("trec6", method, seed, accuracy, inputs={**INPUTS, **inputs})
+
+
+def test_a_known_three_seed_case_gets_the_t_interval_computed_by_hand():
+    from promptmix_dspy.experiments.claims import paired, verdict
+
+    better = [_claim_row("a2", s, a) for s, a in enumerate((0.60, 0.70, 0.80))]
+    worse = [_claim_row("a1", s, a) for s, a in enumerate((0.50, 0.55, 0.60))]
+    stat = paired(better, worse, ("data", "seeds", "generation"))
+    # differences 0.10, 0.15, 0.20: mean 0.15, sample sd 0.05, se 0.05 / sqrt(3); t(0.975, 2 df) = 4.302653
+    half = 4.302653 * 0.05 / 3 ** 0.5
+    low, high = stat.interval()
+    assert stat.n == 3 and stat.mean == pytest.approx(0.15)
+    assert (low, high) == (pytest.approx(0.15 - half, abs=1e-6), pytest.approx(0.15 + half, abs=1e-6))
+    assert verdict(stat) == ("holds", "+15.0 points, 95% interval [+2.6, +27.4], higher on 3 of 3 seeds")
+
+
+def test_the_verdict_rule_at_its_boundaries():
+    from promptmix_dspy.experiments.claims import paired, verdict
+
+    def stat(a, b):
+        return paired([_claim_row("x", s, v) for s, v in enumerate(a)], [_claim_row("y", s, v) for s, v in
+                                                                          enumerate(b)], ("data",))
+    assert verdict(stat((0.3, 0.35, 0.4), (0.6, 0.7, 0.8)))[0] == "does not hold"
+    assert verdict(stat((0.5, 0.7, 0.6), (0.6, 0.5, 0.62)))[0] == "within the noise"
+    # two seeds that agree perfectly are still too few for a verdict
+    assert verdict(stat((0.8, 0.9), (0.3, 0.4))) == ("too few seeds", "2 paired seed(s), +50.0 points")
+    # one seed more of the same: the interval is a point above 0, and the claim holds
+    assert verdict(stat((0.8, 0.9, 0.7), (0.3, 0.4, 0.2)))[0] == "holds"
+
+
+def test_a_claim_refuses_to_pair_cells_made_on_different_generated_texts():
+    from promptmix_dspy.experiments.claims import paired, verdict
+
+    better = [_claim_row("a2fb", s, 0.8) for s in range(3)]
+    worse = [_claim_row("a2x", 0, 0.5), _claim_row("a2x", 1, 0.5, generation="another sample"),
+             {k: v for k, v in _claim_row("a2x", 2, 0.5).items() if k != "inputs"}]
+    stat = paired(better, worse, ("data", "seeds", "generation"))
+    assert stat.seeds == (0,)
+    assert stat.unpaired == ("seed 1: generation differ", "seed 2: no input identity recorded (data, seeds, "
+                                                          "generation)")
+    word, numbers = verdict(stat)
+    assert word == "too few seeds" and "unpaired: seed 1: generation differ" in numbers
+
+
+def test_the_claims_section_and_the_teacher_gap_on_the_teachers_texts():
+    from promptmix_dspy.experiments.claims import claims_section
+
+    rows = [_claim_row(m, s, acc, ) for m, accs in (("a2", (0.6, 0.7, 0.8)), ("a1", (0.3, 0.35, 0.4)),
+                                                     ("llm", (0.9, 0.9, 0.9))) for s, acc in enumerate(accs)]
+    for row in rows:
+        if row["method"] == "a2":  # the student on the teacher's own texts: 0.1 better than on the whole set
+            row["teacher_sample"] = {"accuracy": row["accuracy"] + 0.1}
     lines = claims_section(rows, ["trec6"], ["a1", "a2", "llm"])
     assert any("relabeling matters" in line and "**holds**: +35.0 points" in line for line in lines)
-    assert any("20.0 points below the teacher" in line for line in lines)
+    gap = next(line for line in lines if "its teacher" in line)
+    assert "10.0 points below the teacher (3 seed(s)" in gap
     assert not any("baseline" in line for line in lines)  # a claim whose methods are not in the grid is left out
 
 

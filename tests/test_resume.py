@@ -180,7 +180,10 @@ def test_answers_from_the_cache_cost_nothing_but_record_what_they_cost_when_made
 
 def test_two_endpoints_never_share_cached_answers(tmp_path, data_dir, disk_cache):
     def other_model(messages: list[dict], params: dict) -> str:
-        answer = json.loads(healthy()(messages, params))
+        answer = healthy()(messages, params)
+        if not answer.startswith("{"):  # a one-label answer: the class, bare
+            return answer
+        answer = json.loads(answer)
         if "texts" in answer:
             answer["texts"] = [t.replace("text mixing", "question mixing") for t in answer["texts"]]
         return json.dumps(answer)

@@ -33,7 +33,8 @@ class LeakyProvider:
         self.inner, self.echoed = RuleResponder(generate=stable_generate), set()
 
     def __call__(self, messages: list[dict], params: dict) -> str | Fault:
-        text = parse_fields(messages[-1]["content"]).get("texts", "")
+        fields = parse_fields(messages[-1]["content"])
+        text = fields.get("text", fields.get("texts", ""))
         for status, needle in ((400, "a ABBR text"), (500, "a DESC text")):
             if needle in text and needle not in self.echoed:
                 self.echoed.add(needle)

@@ -92,7 +92,8 @@ def test_train_config_json_records_config_versions_and_counts(trained, base):
     record = json.loads((trained / "train_config.json").read_text())
     assert record["config"]["student"] == str(base) and record["config"]["lr"] == FAST["lr"]
     assert record["labels"] == LABELS
-    assert record["data"] == {"rows": 48, "per_label": {"LOC": 16, "HUM": 16, "NUM": 16}, "seeds": 48}
+    assert record["data"] == {"rows": 48, "per_label": {"LOC": 16, "HUM": 16, "NUM": 16}, "seeds": 48,
+                              "left_out_below_min_confidence": 0}
     assert {"torch", "transformers", "accelerate", "python"} <= set(record["versions"])
     assert record["stats"]["device"] == "cpu" and record["stats"]["mixed_precision"] == "no"
 

@@ -72,6 +72,19 @@ def print_summary(summary: dict, out: Path) -> None:
     typer.echo(f"kept {summary['kept']} examples ({summary['kept_per_class']})")
     typer.echo(f"dropped: {summary['dropped'] or 'none'}")
     typer.echo(f"relabeled: {'n/a' if share is None else f'{share:.1%}'}")
+    labelling = summary.get("labelling") or {}
+    if labelling.get("probabilities") == "available":
+        shares = labelling.get("shares", {})
+        typer.echo(f"class probabilities for {labelling['with_probabilities']} of {labelling['texts']} texts, "
+                   f"calibration {labelling['calibration']}; class shares raw {shares.get('raw')} -> calibrated "
+                   f"{shares.get('calibrated')}")
+    elif labelling.get("probabilities"):
+        typer.echo(f"class probabilities: {labelling['probabilities']} (the rows carry the LLM's answers as hard "
+                   f"labels)")
+    contamination = summary.get("contamination") or {}
+    if contamination.get("checked"):
+        typer.echo(f"test texts among the generated ones: {contamination['exact']} exact, {contamination['near']} "
+                   f"near; {contamination['removed']} removed (contamination.jsonl)")
     session = summary.get("this_session") or {}
     served = llm.get("cache_served_tokens") or 0
     typer.echo(f"LLM calls: {llm['llm_calls']} ({llm['failed_units']} failed), tokens: {llm['prompt_tokens']} "

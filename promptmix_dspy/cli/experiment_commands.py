@@ -12,7 +12,13 @@ from promptmix_dspy.cli.options import BudgetOptions, DryRun, Force, LMOptions, 
 
 __all__ = ["bench", "run"]
 
-METHODS_HELP = "baseline, a1, a2 (PromptMix), llm (the teacher), eda, nomix, baseline5"
+def _methods_help() -> str:
+    from promptmix_dspy.experiments.methods import METHODS
+
+    return ", ".join(METHODS) + " (promptmix_dspy/experiments/methods.py says what each is)"
+
+
+METHODS_HELP = _methods_help()
 SpecFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="Experiment spec (TOML, e.g. "
                                                   "evals/trec6.toml); flags override it.")]
 
@@ -30,7 +36,7 @@ def run(*, config: SpecFile = None,
     setup_logging(verbose)
     from promptmix_dspy.experiments.experiment import run_experiment
     from promptmix_dspy.experiments.grid import GridSpec
-    from promptmix_dspy.experiments.spec import ExperimentSpec, load_spec
+    from promptmix_dspy.experiments.spec import ExperimentSpec, dataset_key, load_spec
 
     with guarded(out, "every finished step"):
         overrides = {"dataset": dataset, "method": method, "seed": seed, **spec.overrides(lm, budget)}
@@ -38,7 +44,7 @@ def run(*, config: SpecFile = None,
         if dry_run:
             base = {k: v for k, v in vars(cell).items() if k not in ("dataset", "method", "seed")}
             return _print_estimate(GridSpec([cell.dataset], [cell.method], [cell.seed], base))
-        out = out or Path("runs") / f"{cell.dataset}-{cell.method}-seed{cell.seed}"
+        out = out or Path("runs") / f"{dataset_key(cell.dataset)}-{cell.method}-seed{cell.seed}"
         row = run_experiment(cell, out, force=force)
     _print_row(row, out)
 

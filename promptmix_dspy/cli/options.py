@@ -29,7 +29,8 @@ Seed = Annotated[Optional[int], typer.Option("--seed", help="One seed for every 
                                                             "mixing, the student (default 0).")]
 Shots = Annotated[Optional[int], typer.Option("--shots", "-k", help="Labelled examples per class the method may "
                                                                     "see (default 2).")]
-Threads = Annotated[Optional[int], typer.Option("--threads", help="LLM requests in flight (default 4; never more "
+Threads = Annotated[Optional[int], typer.Option("--threads", help="LLM requests in flight (default: the embedded "
+                                                                  "server's slots, or 16 for a hosted endpoint; never more "
                                                                   "than the embedded server's slots).")]
 TopK = Annotated[Optional[int], typer.Option("--top-k", help="Candidate classes offered to the relabeler (default 5).")]
 Encoder = Annotated[Optional[str], typer.Option("--encoder", help="Sentence encoder for top-k (name or dir; default "
@@ -105,10 +106,17 @@ class LMOptions:
                                                      "it is retried (default 120).")] = None
     num_retries: Annotated[Optional[int], typer.Option("--num-retries", help="Transport retries of one LLM "
                            "request, with backoff (timeouts, 429, 5xx, broken connections; default 3).")] = None
+    batch_api: Annotated[bool, typer.Option("--batch-api", help="Send the calls through the provider's batch API "
+                         "(OpenAI and OpenAI-compatible: half the price, answers within 24 hours), stage by stage; "
+                         "a re-run picks up a batch in flight instead of submitting it again.")] = False
+    batch_fallback: Annotated[Optional[str], typer.Option("--batch-fallback", help="What a failed or expired batch "
+                              "item becomes: batch (sent in the next batch; default) or sync (called at once).")] = None
+    batch_poll_seconds: Annotated[Optional[float], typer.Option("--batch-poll", help="Seconds between checks of a "
+                                  "batch in flight (default 30).")] = None
 
     def fields(self) -> dict[str, Any]:
         """LMSettings fields that were given."""
-        out = {k: v for k, v in given(self).items() if k not in ("lm", "no_cache")}
+        out = {k: v for k, v in given(self).items() if k not in ("lm", "no_cache")}  # batch_api only when True
         if self.lm is not None:
             out["model"] = self.lm
         if self.no_cache:
@@ -146,6 +154,14 @@ class SpecOptions:
                                                    "all-MiniLM-L6-v2).")] = None
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Student epochs (default 5).")] = None
     programs: Programs = None
+    compiled_programs: Annotated[Optional[str], typer.Option("--compiled-programs", help="Where a2c's relabeler, "
+                                 "compiled on each seed's own seeds, lives ({dataset} and {seed} filled in; default "
+                                 "programs/{dataset}/seed{seed}; compiled there on first use).")] = None
+    compiled_dev_programs: Annotated[Optional[str], typer.Option("--compiled-dev-programs", help="The same for "
+                                     "a2c-dev, compiled against 10 more labelled texts per class (default "
+                                     "programs/{dataset}/seed{seed}-dev10).")] = None
+    calibrate: Annotated[Optional[str], typer.Option("--calibrate", help="batch (default), content-free or none: how "
+                         "relabel probabilities are calibrated over the run's texts.")] = None
     relabel_batch: RelabelBatch = None
     reask: Reask = None
     data_dir: DataDir = None
@@ -156,6 +172,9 @@ class SpecOptions:
         values.pop("epochs", None)
         if self.data_dir is not None:
             values["data_dir"] = str(self.data_dir)
+        for key in ("programs", "compiled_programs", "compiled_dev_programs"):  # a flag is relative to the cwd
+            if values.get(key):
+                values[key] = str(Path(values[key]).absolute())
         return {k: v for k, v in values.items() if v is not None}
 
 
@@ -243,10 +262,22 @@ class GenerationOptions:
     task: Annotated[Optional[str], typer.Option("--task", help="One sentence saying what the texts are and what the "
                                                 "classes tell apart (default: the dataset's task.txt or built-in "
                                                 "one, else written by the LM).")] = None
+    calibrate: Annotated[Optional[str], typer.Option("--calibrate", help="How the relabel call's class probabilities "
+                         "are calibrated over the run's texts: batch (default; measured best: "
+                         "evals/results/relabel_quality.md), content-free (3 extra calls per candidate set) or "
+                         "none.")] = None
+    layout: Annotated[Optional[str], typer.Option("--layout", help="What a relabel prompt shows before the text: "
+                      "candidates (the paper's: the candidates' cards and seeds; default up to 26 classes), cards "
+                      "(every card with its seeds: one cached prefix; default above) or shared.")] = None
+    no_decontaminate: Annotated[bool, typer.Option("--no-decontaminate", help="Keep generated texts found in the "
+                                "dataset's test split (they are still counted in summary.json).")] = False
 
     def config_fields(self) -> dict[str, Any]:
         """AugmentConfig fields that were given."""
-        out = {k: v for k, v in given(self).items() if k not in ("majority_share", "no_relabel", "programs")}
+        out = {k: v for k, v in given(self).items()
+               if k not in ("majority_share", "no_relabel", "programs", "no_decontaminate")}
+        if self.no_decontaminate:
+            out["decontaminate"] = False
         if self.majority_share is not None:
             out["fixed_share"] = self.majority_share
         if self.no_relabel:

@@ -79,8 +79,8 @@ class HoldOutRelabeler(Relabeler):
     def _demos(self, cards: list[ClassCard], batch: list[str]) -> list:
         return [d for d in super()._demos(cards, batch) if not set(batch) & set(_demo_texts(d))]
 
-    def _one_demos(self, names: list[str], text: str, codes: dict[str, str] | None) -> list:
-        return [d for d in super()._one_demos(names, text, codes) if text not in set(_demo_texts(d))]
+    def _one_demos(self, names: list[str], text: str) -> list:
+        return [d for d in super()._one_demos(names, text) if text not in set(_demo_texts(d))]
 
     def _selector_for(self, text: str) -> CandidateSelector:
         if self.selector.offers_all or not any(text in c.examples for c in self.cards.values()):

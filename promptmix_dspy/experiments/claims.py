@@ -57,7 +57,14 @@ CLAIMS = (
     Claim("a2p beats EDA", "a2p", "eda"),
     Claim("a2p beats 5 seeds per class", "a2p", "baseline5", ("data",)),
     Claim("calibration helps the teacher (llm-cal beats llm)", "llm-cal", "llm", ("data", "seeds", "teacher_sample")),
-    Claim("more generated texts help (a2x beats a2)", "a2x", "a2"),
+    Claim("more generated texts help (a2x, 30 per class, beats a2, 10)", "a2x", "a2"),
+    Claim("still more help (a2x10, 100 per class, beats a2x, 30)", "a2x10", "a2x"),
+    Claim("compiling the relabeler on 10 more labels per class helps (a2c-dev beats a2, same texts)", "a2c-dev",
+          "a2", MIX),
+    Claim("with 10 more labels per class: compiling with them beats training on them (a2c-dev vs baseline-dev)",
+          "a2c-dev", "baseline-dev"),
+    Claim("with 10 more labels per class: PromptMix plus the labels beats the labels alone (a2-dev vs "
+          "baseline-dev)", "a2-dev", "baseline-dev"),
     Claim("a second round on the student's confusions helps at equal tokens (a2fb beats a2x)", "a2fb", "a2x"),
 )
 TEACHER_GAPS = (("a2", "llm"), ("a2p", "llm-cal"))  # student vs the teacher it distils, on the teacher's texts

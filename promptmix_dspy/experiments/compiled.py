@@ -27,6 +27,8 @@ __all__ = ["OPTIMIZERS", "compiled_relabel", "ensure_compiled"]
 
 logger = logging.getLogger(__name__)
 OPTIMIZERS = {"leave-one-out": "bootstrap", "dev-split": "bootstrap,mipro"}
+# MIPROv2's budget on 2 cores: 4 instruction candidates, 8 trials over the dev split (its "light" is ~3x this)
+SETTINGS = {"leave-one-out": {}, "dev-split": {"auto": None, "num_candidates": 4, "num_trials": 8}}
 
 
 def ensure_compiled(cell: Cell, handle: LMHandle) -> Path:
@@ -41,8 +43,9 @@ def ensure_compiled(cell: Cell, handle: LMHandle) -> Path:
     if not (folder / META).exists():
         mode = "dev-split" if split.dev else "leave-one-out"
         logger.info("compiling the relabeler for %s seed %d (%s) into %s", spec.dataset, spec.seed, mode, folder)
-        config = CompileConfig(program="relabeler", optimizer=OPTIMIZERS[mode], shots=spec.shots, seed=spec.seed,
-                               dev_per_class=spec.dev_per_class, top_k=spec.top_k, num_threads=spec.threads)
+        config = CompileConfig(program="relabeler", optimizer=OPTIMIZERS[mode], settings=SETTINGS[mode],
+                               shots=spec.shots, seed=spec.seed, dev_per_class=spec.dev_per_class, top_k=spec.top_k,
+                               num_threads=spec.threads or 4)
         compile_programs(cell.dataset, folder, config, handle)
     check_rows(read_meta(folder), split, folder)
     return folder

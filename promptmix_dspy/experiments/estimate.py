@@ -6,21 +6,27 @@ without a description). Prompt tokens come from formatting real prompts with the
 estimate from the seed texts' length. Generation may take extra rounds when answers are unusable, so its
 upper bound (``max_rounds`` x round one) is printed too. The price uses litellm's price table; local models
 have none. Nothing is sent to the LM and no server is started.
+
+For the embedded server the time is estimated as well: consecutive prompts are formatted in the order the run
+sends them and each is charged only what its server slot must evaluate (the part after the longest prefix it
+shares with the prompts the slots hold), at the per-token speeds benchmarks/server_profile.py measured on 2 cores.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from promptmix_dspy.data.datasets import load_dataset
 from promptmix_dspy.data.fewshot import FewShotSplit, few_shot_split
-from promptmix_dspy.experiments.methods import METHODS
+from promptmix_dspy.experiments.methods import GENERATIONS, METHODS
 from promptmix_dspy.experiments.spec import ExperimentSpec
 from promptmix_dspy.experiments.teacher import teacher_test_set
 from promptmix_dspy.llm.adapters import ADAPTERS
+from promptmix_dspy.llm.batch import BATCH_DISCOUNT
 from promptmix_dspy.llm.settings import estimate_price
 from promptmix_dspy.method.mixing import mix_plan
 from promptmix_dspy.method.modules import share_phrase
@@ -28,7 +34,6 @@ from promptmix_dspy.method.signatures import (
     ClassCard,
     DescribeClass,
     GenerateBorderlineExamples,
-    relabel_signature_for,
     with_task,
 )
 
@@ -39,6 +44,10 @@ __all__ = ["Estimate", "embedded_model_name", "estimate_grid", "format_estimate"
 
 logger = logging.getLogger(__name__)
 SAMPLE = 40  # prompts formatted per stage to measure the mean prompt length
+# The embedded default on 2 cores (evals/results/server_profile.md): prompt tokens evaluated per second, and completion
+# tokens per second with 2 requests decoded together.
+PROMPT_TOKENS_PER_S, DECODE_TOKENS_PER_S = 60.0, 20.0
+SLOTS = 2
 
 
 @dataclass
@@ -49,6 +58,11 @@ class Estimate:
     max_calls: int
     prompt_tokens: int
     completion_tokens: int
+    evaluated_tokens: int = 0  # of the prompt tokens, those a server slot must evaluate (the rest is its cache)
+
+    def seconds(self) -> float:
+        """On the embedded server, 2 cores (benchmarks/server_profile.py): prompt tokens evaluated, then decoding."""
+        return self.evaluated_tokens / PROMPT_TOKENS_PER_S + self.completion_tokens / DECODE_TOKENS_PER_S
 
 
 def estimate_grid(grid: "GridSpec") -> list[Estimate]:
@@ -57,8 +71,8 @@ def estimate_grid(grid: "GridSpec") -> list[Estimate]:
     out: list[Estimate] = []
     for dataset in grid.datasets:
         totals: dict[str, Estimate] = {}
-        for spec in _llm_cells(grid, dataset):
-            for est in _cell_estimates(spec):
+        for kind, spec in _llm_cells(grid, dataset):
+            for est in _cell_estimates(kind, spec):
                 _add(totals, est)
         for spec in grid.cells():
             if spec.dataset == dataset and METHODS[spec.method].rounds == 2:
@@ -69,14 +83,17 @@ def estimate_grid(grid: "GridSpec") -> list[Estimate]:
 
 
 def _llm_cells(grid: "GridSpec", dataset: str) -> list[ExperimentSpec]:
-    """One cell per (seed, generation) plus the teacher cells: what actually calls the LM."""
+    """One cell per (seed, generation), per seed's teacher, per compiled relabeling: what calls the LM."""
     seen, cells = set(), []
     for spec in grid.cells():
         method = METHODS[spec.method]
-        key = (spec.seed, method.generation or ("teacher" if method.teacher else None))
-        if spec.dataset == dataset and key[1] and key not in seen:
-            seen.add(key)
-            cells.append(spec)
+        keys = [k for k in ((spec.seed, "gen", method.generation) if method.generation else None,
+                            (spec.seed, "teacher", None) if method.teacher else None,
+                            (spec.seed, "relabel", spec.method) if method.relabel_with else None) if k]
+        for key in keys:
+            if spec.dataset == dataset and key not in seen:
+                seen.add(key)
+                cells.append((key[1], spec))
     return cells
 
 
@@ -87,19 +104,26 @@ def _add(totals: dict[str, Estimate], est: Estimate) -> None:
     t.calls, t.max_calls = t.calls + est.calls, t.max_calls + est.max_calls
     t.prompt_tokens += est.prompt_tokens
     t.completion_tokens += est.completion_tokens
+    t.evaluated_tokens += est.evaluated_tokens
 
 
-def _cell_estimates(spec: ExperimentSpec) -> list[Estimate]:
+def _cell_estimates(kind: str, spec: ExperimentSpec) -> list[Estimate]:
     ds = load_dataset(spec.dataset, data_dir=spec.data_dir)
     split = few_shot_split(ds, spec.shots_used, spec.seed)
     ctx = _Context(spec, split)
     method = METHODS[spec.method]
-    if method.teacher:
+    if kind == "teacher":
         texts = [ex.text for ex in teacher_test_set(split.test, spec.teacher_test_limit)]
         return [ctx.describe(), ctx.relabel("teacher", texts)]
-    seeds = [ex.text for ex in split.seeds]
-    return [ctx.describe(), ctx.generate(method.generation),
-            ctx.relabel("relabel", seeds, calls=spec.per_class * len(split.labels))]
+    # unlabelled train texts (outside the seeds) stand in for the generated texts the relabel calls will see
+    seeds = {ex.text for ex in split.seeds}
+    proxies = random.Random(spec.seed).sample([ex.text for ex in ds.train if ex.text not in seeds],
+                                              min(SAMPLE, len(ds.train) - len(seeds)))
+    factor = GENERATIONS[method.generation].get("per_class_factor", 1)
+    quota = factor * spec.per_class * len(split.labels)
+    if kind == "relabel":  # a2c: a2's texts again, with the compiled relabeler (its compile is not counted)
+        return [ctx.relabel(f"relabel ({spec.method})", proxies, calls=quota)]
+    return [ctx.describe(), ctx.generate(method.generation), ctx.relabel("relabel", proxies, calls=quota)]
 
 
 def _second_round_estimates(spec: ExperimentSpec) -> list[Estimate]:
@@ -158,11 +182,24 @@ class _Context:
 
     def generate_plan(self, stage: str, plan: list, config: Any) -> Estimate:
         signature = with_task(GenerateBorderlineExamples, self.split.dataset.task)
-        prompts = [self.prompt(signature, self._generation_inputs(call)) for call in plan]
+        messages = [self.adapter.format(signature, demos=[], inputs=self._generation_inputs(call)) for call in plan]
+        prompts = [self.tokens(m) for m in messages]
         completion = int(config.texts_per_call * (self.text_tokens + 4) + 10)
         asks = 1 + config.reask  # a re-ask for the texts clean-up dropped is one more request of the same call
         return Estimate(self.spec.dataset, stage, len(plan), len(plan) * config.max_rounds * asks,
-                        sum(prompts), completion * len(plan))
+                        sum(prompts), completion * len(plan), self.evaluated(messages, prompts))
+
+    def evaluated(self, messages: list[list[dict]], prompts: list[int], scale: float = 1.0) -> int:
+        """The prompt tokens the server evaluates for these prompts sent in order over SLOTS slots: each pays
+        for what follows its longest common prefix with a prompt a slot holds (character share of its tokens)."""
+        held: list[str] = []
+        total = 0.0
+        for message, n in zip(messages, prompts):
+            text = "\x1e".join(m["content"] for m in message)
+            shared = max((_common_prefix(text, h) for h in held), default=0)
+            total += n * (1 - shared / max(1, len(text)))
+            held = ([text] + [h for h in held if h != text])[:SLOTS]
+        return int(total * scale)
 
     def _generation_inputs(self, call: Any) -> dict:
         return {"class_cards": [self.cards[c] for c in call.group], "majority_class": call.majority,
@@ -171,27 +208,32 @@ class _Context:
                 "already_written": []}
 
     def relabel(self, stage: str, texts: list[str], calls: int | None = None) -> Estimate:
-        """Mean prompt over a sample of texts, formatted as the Relabeler sends it (its candidates, its cards
-        without examples, the seeds as one worked example), one text per call times ``relabel_batch``."""
+        """Prompts over a sample of texts, formatted as the Relabeler sends them (one text per call: its layout,
+        its candidates, the seeds as solved examples) in the run's order (by candidate set), scaled to ``calls``."""
+        from promptmix_dspy.method.candidates import CandidateSelector, SentenceEncoder, plan_batches
         from promptmix_dspy.method.modules import Relabeler
 
-        relabeler = Relabeler(list(self.cards.values()), task=self.split.dataset.task, top_k=self.spec.top_k)
-        batch = max(1, self.spec.relabel_batch)
-        sample = [texts[i:i + batch] for i in range(0, min(len(texts), SAMPLE), batch)] or [[""]]
-        sizes = []
-        for chunk in sample:
-            names = relabeler._candidates(chunk)
-            cards = relabeler._cards(names, chunk)
-            signature = relabel_signature_for(names, relabeler.relabel.signature)
-            inputs = {"candidate_classes": [c.model_copy(update={"examples": []}) for c in cards], "texts": chunk}
-            sizes.append(self.tokens(self.adapter.format(signature, demos=relabeler._demos(cards, chunk),
-                                                         inputs=inputs)))
-        n = len(texts) if calls is None else calls
-        n_calls = -(-n // batch)
-        names = self.split.labels
-        completion = 6 + batch * (4 + max(self.tokens([{"role": "user", "content": label}]) for label in names))
+        cards = list(self.cards.values())
+        encoder = SentenceEncoder() if self.spec.top_k < len(cards) else None
+        selector = CandidateSelector({c.name: c.examples for c in cards}, encoder, self.spec.top_k)
+        relabeler = Relabeler(cards, selector, task=self.split.dataset.task, layout=self.spec.layout)
+        sample = [b[0] for b in plan_batches(list(dict.fromkeys(texts))[:SAMPLE] or [""], selector, 1)]
+        messages = []
+        for text in sample:
+            signature, demos, inputs = relabeler.request(text)
+            messages.append(self.adapter.format(signature, demos=demos, inputs=inputs))
+        sizes = [self.tokens(m) for m in messages]
+        n_calls = len(texts) if calls is None else calls
+        scale = n_calls / len(sample)
+        completion = 3 * n_calls  # the answer as short as the label, and its end token
         return Estimate(self.spec.dataset, stage, n_calls, n_calls, int(statistics.fmean(sizes) * n_calls),
-                        completion * n_calls)
+                        completion, self.evaluated(messages, sizes, scale))
+
+
+def _common_prefix(a: str, b: str) -> int:
+    import os
+
+    return len(os.path.commonprefix([a, b]))
 
 
 def embedded_model_name(local_model: str | None = None) -> str:
@@ -208,15 +250,21 @@ def embedded_model_name(local_model: str | None = None) -> str:
 def format_estimate(estimates: list[Estimate], model: str | None = None) -> str:
     """A table of calls and tokens per dataset and stage, the totals and the price."""
     model = model or embedded_model_name()
-    lines = [f"{'dataset':<20} {'stage':<18} {'calls':>14} {'prompt tokens':>14} {'completion tokens':>18}"]
+    lines = [f"{'dataset':<20} {'stage':<22} {'calls':>14} {'prompt tokens':>14} {'evaluated':>10} "
+             f"{'completion':>10} {'hours':>6}"]
     for e in estimates:
         calls = f"{e.calls}" if e.calls == e.max_calls else f"{e.calls} (<= {e.max_calls})"
-        lines.append(f"{e.dataset:<20} {e.stage:<18} {calls:>14} {e.prompt_tokens:>14,} {e.completion_tokens:>18,}")
+        lines.append(f"{e.dataset:<20} {e.stage:<22} {calls:>14} {e.prompt_tokens:>14,} {e.evaluated_tokens:>10,} "
+                     f"{e.completion_tokens:>10,} {e.seconds() / 3600:>6.2f}")
     calls = sum(e.calls for e in estimates)
     prompt, completion = sum(e.prompt_tokens for e in estimates), sum(e.completion_tokens for e in estimates)
-    lines.append(f"{'total':<39} {calls:>14} {prompt:>14,} {completion:>18,}")
+    evaluated, hours = sum(e.evaluated_tokens for e in estimates), sum(e.seconds() for e in estimates) / 3600
+    lines.append(f"{'total':<43} {calls:>14} {prompt:>14,} {evaluated:>10,} {completion:>10,} {hours:>6.2f}")
+    lines.append(f"hours: on the embedded server, 2 cores, {PROMPT_TOKENS_PER_S:.0f} evaluated prompt and "
+                 f"{DECODE_TOKENS_PER_S:.0f} completion tokens/s (benchmarks/server_profile.py); the first round only")
     price = estimate_price(model, prompt, completion)
     lines.append(f"estimated price for {model}: " + (f"${price:.4f} (litellm's price table; more if generation "
-                 f"needs extra rounds)" if price is not None else "unknown: the model is not in litellm's price "
-                 "table (a local model costs only time)"))
+                 f"needs extra rounds); through the batch API (--batch-api): ${price * BATCH_DISCOUNT:.4f}"
+                 if price is not None else "unknown: the model is not in litellm's price table (a local model costs "
+                 "only time)"))
     return "\n".join(lines)

@@ -34,6 +34,7 @@ from promptmix_dspy.data.fewshot import few_shot_split
 from promptmix_dspy.data.types import Dataset, Example
 from promptmix_dspy.experiments.methods import METHODS, Cell, Method
 from promptmix_dspy.experiments.spec import ExperimentSpec
+from promptmix_dspy.llm.batch import in_batches, wait_for_batch
 from promptmix_dspy.llm.settings import LazyLM
 from promptmix_dspy.method.programs import programs_identity
 from promptmix_dspy.method.protocol import PROTOCOL_VERSION
@@ -83,9 +84,15 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, lm: LazyLM | None 
         cell = Cell(spec, ds, few_shot_split(ds, spec.shots_used, spec.seed, spec.dev_per_class))
         check_ready(cell)
         teacher = Path(teacher_dir) if teacher_dir else out / "teacher"
-        row = _run_steps(cell, out, lm, gen_dir, teacher, spent_elsewhere, force)
+        steps = lambda: _run_steps(cell, out, lm, gen_dir, teacher, spent_elsewhere, force)  # noqa: E731
+        row = in_batches(lm(), out, steps) if _needs_lm(spec) and lm.settings.batch_api else steps()
     atomic_write_json(out / "result.json", row)
     return row
+
+
+def _needs_lm(spec: ExperimentSpec) -> bool:
+    method = METHODS[spec.method]
+    return bool(method.generation or method.teacher)
 
 
 def check_ready(cell: Cell) -> None:
@@ -166,6 +173,7 @@ def _run_steps(cell: Cell, out: Path, lm: LazyLM, gen_dir: Path, teacher_dir: Pa
     usage: dict = {"llm": None, "seconds": {}, "lm": None}
     if method.generation:
         cell.generated, usage = _generation(cell, method, gen_dir, lm, spent_elsewhere, force)
+        wait_for_batch()  # nothing below may use a generation whose calls still wait for their batch
     if method.teacher:
         return _teacher_row(cell, out, lm, teacher_dir, spent_elsewhere)
     if method.relabel_with:

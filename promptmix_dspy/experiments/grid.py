@@ -46,6 +46,10 @@ class GridSpec:
     ``share_llm_from``: another grid folder whose LLM work this grid reads instead of doing it again: its
     generations and its teacher cells, reused only when everything that made them matches (a second table
     of other student settings over the same generated data costs no LLM call).
+
+    ``limits``: a smaller protocol for some datasets or methods, stated in the spec rather than left pending:
+    ``{"banking77": {"seeds": [0, 1, 2], "methods": [...]}, "a2c-dev": {"seeds": [0, 1, 2], "datasets": [...]}}``.
+    A cell is planned when every limit naming its dataset or its method admits it.
     """
 
     datasets: list[str]
@@ -53,6 +57,7 @@ class GridSpec:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     base: dict[str, Any] = field(default_factory=dict)
     share_llm_from: str | None = None
+    limits: dict[str, dict[str, list]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.datasets or not self.methods or not self.seeds:
@@ -67,12 +72,34 @@ class GridSpec:
         if unknown:
             known = sorted(f.name for f in fields(ExperimentSpec))
             raise ValueError(f"unknown setting(s) {sorted(unknown)}; known: {known}")
+        for name, limit in self.limits.items():
+            if name not in METHODS and name not in self.datasets:
+                raise ValueError(f"[grid.limits.{name}]: {name!r} is neither a method nor one of the grid's "
+                                 f"datasets {self.datasets}")
+            bad = set(limit) - {"seeds", "datasets", "methods"}
+            if bad:
+                raise ValueError(f"[grid.limits.{name}] takes seeds, datasets and methods, got {sorted(bad)}")
         self.cells()  # validates the shared settings once, up front
+
+    def planned(self, dataset: str, method: str, seed: int) -> bool:
+        """Whether the limits admit this cell."""
+        for name in (dataset, method):
+            limit = self.limits.get(name, {})
+            if "seeds" in limit and seed not in limit["seeds"]:
+                return False
+            if "methods" in limit and method not in limit["methods"]:
+                return False
+            if "datasets" in limit and dataset not in limit["datasets"]:
+                return False
+        return True
+
+    def planned_seeds(self, dataset: str, method: str) -> list[int]:
+        return [s for s in self.seeds if self.planned(dataset, method, s)]
 
     def cells(self) -> list[ExperimentSpec]:
         """Seed-major order, so an interrupted grid has whole seeds of every dataset and method."""
         return [ExperimentSpec(dataset=d, method=m, seed=s, **self.base)
-                for s in self.seeds for d in self.datasets for m in self.methods]
+                for s in self.seeds for d in self.datasets for m in self.methods if self.planned(d, m, s)]
 
     def needs_lm(self) -> bool:
         return any(METHODS[m].generation or METHODS[m].teacher for m in self.methods)
@@ -89,11 +116,11 @@ class GridSpec:
 
 def load_grid(path: str | Path | None = None, **overrides: Any) -> GridSpec:
     """A grid from TOML ([grid] datasets/methods/seeds, the rest as in an experiment spec) and overrides."""
-    data = load_spec_data(path) if path else {}
+    data = {**load_spec_data(path), "spec_dir": str(Path(path).resolve().parent)} if path else {}
     axes = data.pop("grid", {})
-    extra = set(axes) - {"datasets", "methods", "seeds", "share_llm_from"}
+    extra = set(axes) - {"datasets", "methods", "seeds", "share_llm_from", "limits"}
     if extra:
-        raise ValueError(f"{path}: [grid] takes datasets, methods, seeds and share_llm_from only, got "
+        raise ValueError(f"{path}: [grid] takes datasets, methods, seeds, share_llm_from and limits only, got "
                          f"{sorted(extra)} (TOML puts every key after a [table] header into that table: write "
                          f"shared settings above it)")
     for key in ("dataset", "method", "seed"):
@@ -104,8 +131,9 @@ def load_grid(path: str | Path | None = None, **overrides: Any) -> GridSpec:
     data = merge_overrides(data, overrides)
     if not axes.get("datasets") or not axes.get("methods"):
         raise ValueError("the grid needs datasets and methods (from --datasets/--methods or a [grid] table)")
+    limits = {k: v for k, v in axes.get("limits", {}).items() if k in METHODS or k in axes["datasets"]}
     return GridSpec(axes["datasets"], axes["methods"], axes.get("seeds", [0, 1, 2]), data,
-                    overrides.pop("share_llm_from", None) or axes.get("share_llm_from"))
+                    overrides.pop("share_llm_from", None) or axes.get("share_llm_from"), limits)
 
 
 def cell_dir(out: Path, spec: ExperimentSpec) -> Path:

@@ -62,8 +62,8 @@ def _generated(label_field: str, probs_field: str | None = None) -> Callable[[Ce
     """The generation's rows with the label in ``label_field`` (falling back to ``label`` for rows written before
     there was a raw answer), and the probabilities in ``probs_field`` where asked and present."""
     def rows(cell: Cell) -> list[Example]:
-        return [Example(r["text"], r.get(label_field, r["label"]), _probs(r, probs_field) if probs_field else None)
-                for r in cell.generated]
+        return [Example(r["text"], r[label_field] if label_field in r else r["label"],
+                        _probs(r, probs_field) if probs_field else None) for r in cell.generated]
     return rows
 
 

@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["BACKGROUND_PER_CLASS", "label_matrix", "plot_accuracy", "plot_boundary", "plot_confusion_pair",
-           "plot_label_matrix", "read_jsonl_rows"]
+__all__ = ["BACKGROUND_PER_CLASS", "BUDGET_METHODS", "budget_points", "label_matrix", "plot_accuracy",
+           "plot_boundary", "plot_budget", "plot_confusion_pair", "plot_label_matrix", "read_jsonl_rows"]
 
 BACKGROUND_PER_CLASS = 40  # train texts per class drawn as the class clusters (train only, never test)
 
@@ -206,5 +206,54 @@ def plot_confusion_pair(before: dict, after: dict, labels: Sequence[str], pairs:
         for pair in pairs:
             i, j = labels.index(pair["true"]), labels.index(pair["predicted"])
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+    fig.savefig(path, dpi=120)
+    return Path(path)
+
+
+BUDGET_METHODS = (("a2", 10), ("a2x", 30), ("a2x10", 100))  # texts per class each generates
+
+
+def budget_points(rows: Sequence[dict], dataset: str) -> list[dict]:
+    """Per budget row of a dataset: texts per class, mean accuracy, mean LLM call-seconds and tokens per seed."""
+    import statistics
+
+    out = []
+    for method, per_class in BUDGET_METHODS:
+        cell = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
+        if not cell:
+            continue
+        seconds = [sum((r.get("llm_call_seconds") or {}).values()) for r in cell]
+        tokens = [(r.get("llm") or {}).get("prompt_tokens", 0) + (r.get("llm") or {}).get("completion_tokens", 0)
+                  + ((r.get("llm") or {}).get("cache_served_tokens") or 0) for r in cell]
+        out.append({"method": method, "per_class": per_class, "n": len(cell),
+                    "accuracy": statistics.fmean(r["accuracy"] for r in cell),
+                    "seconds": statistics.fmean(seconds), "tokens": statistics.fmean(tokens)})
+    return out
+
+
+def plot_budget(rows: Sequence[dict], datasets: Sequence[str], path: Path) -> Path | None:
+    """Student accuracy against the LLM's call-seconds and tokens, at 10, 30 and 100 generated texts per class:
+    the curve a user needs to choose a budget. None when no dataset has two budget rows."""
+    curves = {d: budget_points(rows, d) for d in datasets}
+    curves = {d: pts for d, pts in curves.items() if len(pts) >= 2}
+    if not curves:
+        return None
+    fig = _figure(10.0, 4.0)
+    axes = fig.subplots(1, 2)
+    for (dataset, pts), colour in zip(curves.items(), _colours(len(curves))):
+        for ax, key in zip(axes, ("seconds", "tokens")):
+            ax.plot([p[key] for p in pts], [100 * p["accuracy"] for p in pts], marker="o", color=colour,
+                    label=dataset)
+            for p in pts:
+                ax.annotate(f"{p['per_class']}/class", (p[key], 100 * p["accuracy"]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))
+    for ax, label in zip(axes, ("LLM call-seconds per seed (generation + relabeling)",
+                                "LLM tokens per seed (prompt + completion, cache-served included)")):
+        ax.set_xscale("log")
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_ylabel("student test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("What more generated texts buy (a2 / a2x / a2x10; means over seeds)", fontsize=10)
     fig.savefig(path, dpi=120)
     return Path(path)

@@ -17,8 +17,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from promptmix_dspy.experiments.claims import claims_section
-from promptmix_dspy.experiments.methods import METHODS
+from promptmix_dspy.experiments.claims import RULE, claims_section
+from promptmix_dspy.method.contamination import RULE as CONTAMINATION_RULE
+from promptmix_dspy.experiments.methods import DEV_PER_CLASS, METHODS
 from promptmix_dspy.experiments.spec import dataset_key
 from promptmix_dspy.experiments.summary import summarize
 from promptmix_dspy.store.files import atomic_write_jsonl, atomic_write_text
@@ -34,24 +35,63 @@ LLM_STAGES = ("describe", "generate", "relabel", "teacher")  # timed as seconds 
 
 
 def results_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[str],
-                  metric: str = "accuracy", seeds: int | None = None) -> str:
-    """Markdown: one row per method, one column per dataset, cells 'mean ± std' in percent; a cell with fewer
-    finished seeds than ``seeds`` says how many, one with none says pending."""
+                  metric: str = "accuracy", seeds: int | None = None, planned=None) -> str:
+    """Markdown: one row per method, one column per dataset, cells 'mean [95% interval]' in percent (or
+    'mean ± std' when ``planned`` is None and ``seeds`` is given: the older form); a cell with fewer finished
+    seeds than planned says how many, one with none says pending, one outside the protocol says so.
+    ``planned(dataset, method) -> list of seeds``, by default every seed of ``seeds``."""
     stats = summarize(rows, metric)
     lines = ["| method | " + " | ".join(dataset_key(d) for d in datasets) + " |", "|---|" + "---:|" * len(datasets)]
     for method in methods:
-        cells = [_cell(stats.get((d, method)), seeds) for d in datasets]
-        lines.append(f"| **{method}**: {METHODS[method].summary} | " + " | ".join(cells) + " |")
+        cells = [_cell(stats.get((d, method)), len(planned(d, method)) if planned else seeds, planned is not None)
+                 for d in datasets]
+        extra = f" (uses {DEV_PER_CLASS} more labelled texts per class)" if METHODS[method].dev else ""
+        lines.append(f"| **{method}**: {METHODS[method].summary}{extra} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _cell(stat: dict | None, seeds: int | None = None) -> str:
+def _cell(stat: dict | None, seeds: int | None = None, intervals: bool = False) -> str:
+    if seeds == 0:
+        return "not in this protocol"
     if stat is None:
         return "pending"
-    text = f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}" if stat["n"] > 1 else f"{100 * stat['mean']:.1f}"
+    if intervals and stat.get("interval"):
+        low, high = stat["interval"]
+        text = f"{100 * stat['mean']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+    else:
+        text = f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}" if stat["n"] > 1 else f"{100 * stat['mean']:.1f}"
     if seeds and stat["n"] < seeds:
         return f"{text} ({stat['n']} of {seeds} seeds; the rest pending)"
     return text if stat["n"] > 1 or seeds == 1 else f"{text} (n=1)"
+
+
+def contamination_table(rows: Sequence[dict], datasets: Sequence[str]) -> list[str]:
+    """Markdown: per dataset, generation and seed, the generated texts found among the test texts and removed."""
+    seen, lines = set(), ["| dataset | generation | seed | texts checked | exact | near | removed |",
+                          "|---|---|---:|---:|---:|---:|---:|"]
+    for row in sorted(rows, key=lambda r: (r["dataset"], METHODS[r["method"]].generation or "", r["seed"])):
+        record, generation = row.get("contamination"), METHODS[row["method"]].generation
+        key = (row["dataset"], generation, row["seed"])
+        if not record or not record.get("checked") or key in seen or row["dataset"] not in datasets:
+            continue
+        seen.add(key)
+        lines.append(f"| {dataset_key(row['dataset'])} | {generation} | {row['seed']} | {record['texts']} | "
+                     f"{record['exact']} | {record['near']} | {record['removed']} |")
+    return lines if len(lines) > 2 else []
+
+
+def teacher_sample_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[str]) -> list[str]:
+    """Markdown: every method's mean accuracy on the teacher's own sample of test texts, next to the teacher."""
+    lines = ["| method | " + " | ".join(dataset_key(d) for d in datasets) + " |", "|---|" + "---:|" * len(datasets)]
+    for method in methods:
+        cells = []
+        for d in datasets:
+            values = [(r.get("teacher_sample") or {}).get("accuracy") if not METHODS[method].teacher else r["accuracy"]
+                      for r in rows if r["dataset"] == d and r["method"] == method]
+            values = [v for v in values if v is not None]
+            cells.append(f"{100 * statistics.fmean(values):.1f} ({len(values)})" if values else "–")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def cost_table(rows: Sequence[dict], datasets: Sequence[str], methods: Sequence[str]) -> str:
@@ -127,7 +167,7 @@ def write_grid_report(grid: "GridSpec", out: str | Path, rows: Sequence[dict], c
     second, second_files = second_round_section(rows, out, dest)
     files = [dest / "results.jsonl", dest / "results.md", *_plots(grid, generations, dest, rows, set(kept)),
              *second_files]
-    table = results_table(rows, grid.datasets, grid.methods, seeds=len(grid.seeds))
+    table = results_table(rows, grid.datasets, grid.methods, planned=grid.planned_seeds)
     examples = [line for dataset, gens in generations.items()
                 for line in (kept[dataset] if dataset in kept else examples_table(dataset, gens[0]) if gens else [])]
     reading = dest / READING
@@ -210,9 +250,11 @@ def _plots(grid: "GridSpec", generations: dict[str, list[Path]], dest: Path, row
            kept: set[str] = frozenset()) -> list[Path]:
     """accuracy.png, and per dataset the boundary picture and the label matrix, drawn from the generations at
     hand; for a dataset in ``kept`` the ones an earlier report drew stay (see _has_every_generation)."""
-    from promptmix_dspy.experiments.plots import plot_accuracy, plot_boundary, plot_label_matrix
+    from promptmix_dspy.experiments.plots import plot_accuracy, plot_boundary, plot_budget, plot_label_matrix
 
     files = [plot_accuracy(rows, grid.datasets, grid.methods, dest / "accuracy.png")] if rows else []
+    budget = plot_budget(rows, grid.datasets, dest / "budget.png") if rows else None
+    files += [budget] if budget else []
     for dataset, gens in generations.items():
         key = dataset_key(dataset)
         earlier = [f for f in (dest / f"boundary_{key}.png", dest / f"labels_{key}.png") if f.is_file()]
@@ -250,15 +292,23 @@ def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str, 
               examples: list[str], reading: list[str] = (), second: list[str] = ()) -> str:
     seeds = ", ".join(str(s) for s in grid.seeds)
     parts = [f"# PromptMix benchmark: {', '.join(dataset_key(d) for d in grid.datasets)}", "",
-             f"Test accuracy (%), mean ± standard deviation over seeds {seeds} (sample standard deviation, "
-             f"n - 1). Numbers as they came from one run; nothing was tuned on the test sets. A cell not yet run "
-             f"says pending; one with fewer seeds says how many.", "", table, "",
-             "Macro-F1 (%):", "", results_table(rows, grid.datasets, grid.methods, "macro_f1", len(grid.seeds)), "",
+             f"Test accuracy (%), mean over seeds {seeds} and its 95% interval (Student's t over the seeds, "
+             f"scipy.stats). Numbers as they came from one run; nothing was tuned on the test sets. A cell not yet "
+             f"run says pending; one with fewer seeds than planned says how many; one the spec leaves out says "
+             f"so ([grid.limits]).", "", table, "",
+             "Macro-F1 (%):", "", results_table(rows, grid.datasets, grid.methods, "macro_f1",
+                                               planned=grid.planned_seeds), "",
              "## The paper's claims, checked against these numbers", "",
-             "Verdicts from test accuracy: a claim holds where the mean is higher by more than the larger "
-             "standard deviation and most paired seeds agree, does not hold where it is lower by that much, and "
-             "is within the noise otherwise (promptmix_dspy/experiments/claims.py).", "",
+             f"Verdicts from test accuracy. {RULE} (promptmix_dspy/experiments/claims.py)", "",
              *claims_section(rows, grid.datasets, grid.methods), "",
+             "## Students and teacher on the same texts", "",
+             "Mean test accuracy (%) on the teacher's own sample of test texts (a fixed seeded sample where the test "
+             "set is larger than the teacher's limit), over the seeds finished (in brackets): the teacher-gap "
+             "claims above use these figures.", "", *teacher_sample_table(rows, grid.datasets, grid.methods), "",
+             "## Contamination: generated texts that are test texts", "",
+             f"Every generation's kept texts checked against the dataset's whole test split ({CONTAMINATION_RULE}); "
+             "the texts found were removed before relabeling, so no student trained on them.", "",
+             *(contamination_table(rows, grid.datasets) or ["No generation checked yet."]), "",
              *([f"## Reading (by hand, from {READING}, as of the cells finished when it was written)", "", *reading, ""]
                if reading else []),
              "## Settings", "", *_settings(grid, rows), "",
@@ -275,7 +325,7 @@ def _markdown(grid: "GridSpec", rows: Sequence[dict], table: str, command: str, 
              "cache* (the cell's cost had it run alone is the sum; – for cells made before it was recorded).", "",
              cost_table(rows, grid.datasets, grid.methods), "", "## Plots", ""]
     parts += [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png"]
-    finished = len(rows), len(grid.cells())
+    finished = len({(r["dataset"], r["method"], r["seed"]) for r in rows}), len(grid.cells())
     parts += ["", f"Cells finished: {finished[0]} of {finished[1]}. Reproduce: `{command or 'promptmix bench ...'}`"]
     return "\n".join(parts) + "\n"
 

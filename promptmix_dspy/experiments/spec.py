@@ -24,7 +24,7 @@ __all__ = ["ExperimentSpec", "dataset_key", "load_spec", "load_spec_data", "merg
 
 _AUGMENT = AugmentConfig()  # the generation defaults live in AugmentConfig; a spec starts from them
 # Settings that do not change results (how fast, how much may be spent): they may differ when a run is resumed.
-_NOT_FINGERPRINTED = {"threads", "data_dir", "max_cost", "max_errors"}
+_NOT_FINGERPRINTED = {"threads", "data_dir", "max_cost", "max_errors", "spec_dir"}
 _LM_IDENTITY = ("model", "local_model", "api_base", "adapter", "max_tokens")  # what makes the answers
 
 
@@ -46,7 +46,7 @@ class ExperimentSpec:
     reask: int = _AUGMENT.reask
     max_rounds: int = _AUGMENT.max_rounds
     attempts: int = _AUGMENT.attempts
-    threads: int = _AUGMENT.num_threads
+    threads: int | None = _AUGMENT.num_threads
     eda_per_example: int | None = None  # default: per_class // shots, as many new texts as the generation adds
     teacher_test_limit: int | None = None  # the llm method on a fixed, seeded sample of the test set
     probe_per_class: int | None = None  # a2fb: the probe pool's texts per class (default per_class)
@@ -58,6 +58,7 @@ class ExperimentSpec:
     calibrate: str = _AUGMENT.calibrate
     layout: str | None = None
     data_dir: str | None = None
+    spec_dir: str | None = None  # the spec file's folder: relative programs paths in it are relative to it
     max_cost: float | None = None
     max_errors: int | None = None
     student: dict[str, Any] = field(default_factory=dict)
@@ -67,7 +68,7 @@ class ExperimentSpec:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; known: {sorted(METHODS)}")
         for name in ("shots", "per_class", "threads", "relabel_batch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_cost is not None and self.max_cost <= 0:
             raise ValueError(f"max_cost must be > 0 (USD), got {self.max_cost}")
@@ -117,9 +118,13 @@ class ExperimentSpec:
         return self._fill(getattr(self, which)) if which else None
 
     def _fill(self, template: str | None) -> str | None:
+        """The template with {dataset} and {seed} filled in, relative paths taken from the spec file's folder."""
         if not template:
             return None
-        return template.replace("{dataset}", dataset_key(self.dataset)).replace("{seed}", str(self.seed))
+        path = template.replace("{dataset}", dataset_key(self.dataset)).replace("{seed}", str(self.seed))
+        if self.spec_dir and not Path(path).is_absolute():
+            return os.path.normpath(os.path.join(self.spec_dir, path))
+        return path
 
     def lm_settings(self) -> LMSettings:
         return LMSettings(**self.lm)
@@ -147,16 +152,15 @@ class ExperimentSpec:
         another cell), and the programs by content."""
         out = {k: v for k, v in asdict(self).items() if k not in _NOT_FINGERPRINTED | _unused_by(self.method)}
         out["protocol"] = PROTOCOL_VERSION
+        if out.get("probe_per_class", 0) is None:  # a2fb's probe size is part of the cell only when set
+            del out["probe_per_class"]
         if "lm" in out:
             out["lm"] = self.lm_identity()
         if "programs" in out:
             out["programs"] = programs_identity(self.programs_dir)
         if "student" in out:
             out["student"] = asdict(self.train_config())
-        for key in ("compiled_programs", "compiled_dev_programs"):
-            if key in out:
-                out[key] = self._fill(out[key])
-        return out
+        return out  # compiled_programs stays the template as written: the programs' content is in each row
 
 
 def _unused_by(method_name: str) -> set[str]:
@@ -190,7 +194,7 @@ def load_spec_data(path: str | Path) -> dict[str, Any]:
 
 def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:
     """An ExperimentSpec from a TOML file (top-level keys, [student] and [lm] tables); None overrides ignored."""
-    data = load_spec_data(path)
+    data = {**load_spec_data(path), "spec_dir": str(Path(path).resolve().parent)}
     data.pop("grid", None)
     known = {f.name for f in fields(ExperimentSpec)}
     unknown = sorted(set(data) - known)

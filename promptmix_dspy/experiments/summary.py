@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from promptmix_dspy.store.files import read_journal
 
-__all__ = ["generation_stats", "mean_std", "summarize"]
+__all__ = ["generation_stats", "interval", "mean_std", "summarize"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -19,15 +19,29 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """The t interval of the mean over seeds (scipy.stats); None below two values."""
+    from scipy import stats
+
+    if len(values) < 2:
+        return None
+    sem = stats.sem(values)
+    mean = statistics.fmean(values)
+    if sem == 0:
+        return mean, mean
+    low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=sem)
+    return float(low), float(high)
+
+
 def summarize(rows: Sequence[dict], metric: str = "accuracy") -> dict[tuple[str, str], dict[str, Any]]:
-    """{(dataset, method): {mean, std, n, values}} over the seeds present."""
+    """{(dataset, method): {mean, std, interval, n, values}} over the seeds present."""
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
     for row in rows:
         groups[(row["dataset"], row["method"])].append(row[metric])
     out = {}
     for key, values in groups.items():
         mean, std = mean_std(values)
-        out[key] = {"mean": mean, "std": std, "n": len(values), "values": values}
+        out[key] = {"mean": mean, "std": std, "interval": interval(values), "n": len(values), "values": values}
     return out
 
 

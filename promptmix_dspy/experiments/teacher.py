@@ -59,10 +59,12 @@ def run_teacher(spec: ExperimentSpec, split: FewShotSplit, folder: Path, out: Pa
     made = read_json(marker)
     test = teacher_test_set(split.test, spec.teacher_test_limit)
     answers = {t: (Answer(a["label"], a.get("probs")) if a else None) for t, a in made["answers"].items()}
-    raw = _scored(spec, split, test, [_label(answers.get(ex.text)) for ex in test], out / "eval_raw")
+    own = "eval_raw" if spec.method == "llm-cal" else "eval"  # eval/ holds the figures of the cell's own row
+    raw = _scored(spec, split, test, [_label(answers.get(ex.text)) for ex in test], out / own)
     prior = batch_prior([r["probs_raw"] for r in prior_rows or [] if r.get("probs_raw")])
     calibrated = [_calibrated(answers.get(ex.text), prior) for ex in test]
-    cal = _scored(spec, split, test, calibrated, out / "eval_calibrated") if prior else None
+    own = "eval" if spec.method == "llm-cal" else "eval_calibrated"
+    cal = _scored(spec, split, test, calibrated, out / own) if prior else None
     chosen = cal if spec.method == "llm-cal" else raw
     if spec.method == "llm-cal" and cal is None:
         raise ValueError("llm-cal needs the generation's raw probabilities for its prior, and it has none (the "

@@ -49,6 +49,7 @@ def text_pattern(max_chars: int) -> str:
 
 _mappings: ContextVar[list[tuple[str, str]] | None] = ContextVar("promptmix_label_mappings", default=None)
 SHARED_FIELDS = ("candidate_classes", "class_cards")  # inputs the lean prompt puts in the system message
+ONE_LABEL_MAX_TOKENS = 16  # a one-label answer is one to three tokens; room for a hosted model's "Answer: X"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -312,9 +313,14 @@ class PromptMixAdapter(CompleteJSONAdapter):
         return await super().acall(lm, self._lm_kwargs(lm_kwargs, signature, inputs), signature, demos, inputs)
 
     def _lm_kwargs(self, lm_kwargs: dict, signature: type[dspy.Signature], inputs: dict) -> dict:
-        """A one-label answer asks for the answer's logprobs (where the provider gives them)."""
-        if self.logprobs and single_label(signature) is not None:
-            return {**lm_kwargs, "logprobs": True, "top_logprobs": self.logprobs}
+        """A one-label answer is a few tokens (ONE_LABEL_MAX_TOKENS at most) and asks for their logprobs (where
+        the provider gives them)."""
+        if single_label(signature) is None:
+            return lm_kwargs
+        lm_kwargs = {**lm_kwargs, "max_tokens": min(lm_kwargs.get("max_tokens") or ONE_LABEL_MAX_TOKENS,
+                                                    ONE_LABEL_MAX_TOKENS)}
+        if self.logprobs:
+            lm_kwargs.update(logprobs=True, top_logprobs=self.logprobs)
         return lm_kwargs
 
     def _call_postprocess(self, processed_signature: type[dspy.Signature], original_signature: type[dspy.Signature],

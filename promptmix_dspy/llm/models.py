@@ -41,7 +41,7 @@ class LocalModel:
 
     ``parts``: the PyPI packages holding the file, in order (one package: it holds ``file_name`` itself; several:
     package k holds ``data/part<kk>.bin`` and the file is assembled from them). ``slots``: requests the server
-    decodes together over its one copy of the model (benchmarks/profile.py measured 2 best on 2 cores: the
+    decodes together over its one copy of the model (benchmarks/server_profile.py measured 2 best on 2 cores: the
     decode speed of 2 in flight is about 1.2x that of 1, and more slots only split the prompt cache).
     """
 

@@ -192,6 +192,7 @@ class UnitResult:
     cache_served_tokens: int = 0
     cost: float | None = None
     seconds: float = 0.0
+    deferred: bool = False  # the unit waits for a provider batch (llm/batch.py): not journaled, not counted
 
     def usage(self) -> dict:
         return {"attempts": self.attempts, "retries": self.retries, "prompt_tokens": self.prompt_tokens,
@@ -298,11 +299,27 @@ def _attempt_all(work: Callable[[int], Any], attempts: int, result: UnitResult) 
             result.value, result.error = work(attempt), None
             return
         except Exception as exc:  # any provider or parse failure: retry or give up, never crash the run
+            if _is_deferred(exc):
+                result.deferred, result.error = True, None
+                return
             result.error = redact(f"{error_kind(exc)}: {exc}")[:300]  # redact first: no fragment of a key
             result.fatal = is_fatal(exc)
             logger.debug("attempt %d failed: %s", attempt + 1, result.error)
             if result.fatal or is_transient(exc) or _is_request_error(exc):
                 return
+
+
+def _is_deferred(exc: BaseException) -> bool:
+    """A call waiting for a batch, however DSPy wrapped it (the exception or one it was raised from)."""
+    from promptmix_dspy.llm.batch import Deferred
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, Deferred):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _is_request_error(exc: Exception) -> bool:
@@ -385,6 +402,9 @@ def _save_in_flight(in_flight: dict, on_done: Callable, budget: Budget, bar: Any
 
 
 def _finish(task: Any, result: UnitResult, on_done: Callable, budget: Budget, bar: Any) -> None:
+    if result.deferred:  # answered in a later pass, once its batch is in (llm/batch.py)
+        bar.update(1)
+        return
     budget.record(result)
     on_done(task, result)
     bar.update(1)

@@ -6,7 +6,7 @@ flight are decoded together, and each slot keeps its prompt's KV cache, so a req
 prompt it shares most (``--slot-prompt-similarity``) and a prompt state pushed out of a slot waits in the RAM
 prompt cache. litellm reaches it as ``hosted_vllm/<alias>`` at ``http://127.0.0.1:<port>/v1``, the same path a
 hosted model takes; the alias and the response-cache identity follow the model file. ``/metrics`` is on:
-benchmarks/profile.py reads the server's own token and time counters from it.
+benchmarks/server_profile.py reads the server's own token and time counters from it.
 
 No orphans: the server runs in its own process group, gets SIGKILL from the kernel when the parent dies
 (PR_SET_PDEATHSIG on Linux, even on ``kill -9``), and is stopped by the context manager, by atexit, and on

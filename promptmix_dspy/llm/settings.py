@@ -29,6 +29,7 @@ __all__ = ["LMHandle", "LMSettings", "LazyLM", "PromptMixLM", "build_handle", "e
 logger = logging.getLogger(__name__)
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must not fetch its price map
 LM_ENV, API_BASE_ENV = "PROMPTMIX_LM", "PROMPTMIX_API_BASE"
+HOSTED_IN_FLIGHT = 16  # requests in flight to a hosted endpoint by default (a 429 with Retry-After is honoured)
 
 
 def _note_cache_served_usage() -> None:
@@ -100,13 +101,34 @@ class PromptMixLM(dspy.LM):
 
     def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any):
         self._check_spending()
+        kwargs = self._from_batch(messages, kwargs)
         call, salted = super().__call__, self._salted(kwargs)
         return self.retry.call(lambda: call(prompt, messages=messages, **salted))
 
     async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any):
         self._check_spending()
+        kwargs = self._from_batch(messages, kwargs)
         call, salted = super().acall, self._salted(kwargs)
         return await self.retry.acall(lambda: call(prompt, messages=messages, **salted))
+
+    def _from_batch(self, messages: Any, kwargs: dict) -> dict:
+        """Inside a batched stage (llm/batch.py): the batch's answer to this very request, handed to litellm as
+        the provider's response; or, when there is none yet, the request recorded for the next batch."""
+        from promptmix_dspy.llm.batch import BatchError, Deferred, active_store, custom_id, request_body
+
+        store = active_store()
+        if store is None or messages is None:
+            return kwargs
+        merged = {**self.kwargs, **kwargs}
+        body = request_body(self.model, list(messages), merged)
+        found = store.lookup(custom_id(body, merged.get("rollout_id")), body)
+        if found is None:
+            raise Deferred("waiting for a batch")
+        if found.get("sync"):
+            return kwargs  # the batch failed this item: make the call now (fallback "sync")
+        if found.get("body") is None:
+            raise BatchError(found.get("error") or "the batch did not answer this request")
+        return {**kwargs, "mock_response": found["body"], "cache": False}
 
 
 @dataclass
@@ -132,6 +154,11 @@ class LMSettings:
     # the provider is known to return them (the embedded server, OpenAI and OpenAI-compatible ones), not
     # Anthropic or Bedrock, which return none.
     logprobs: bool | None = None
+    # The provider's batch API (llm/batch.py): half the price, answers within 24 hours; "batch" or "sync" is what
+    # a failed or expired item becomes. How calls are made, not what they are: a run may switch either way.
+    batch_api: bool = False
+    batch_fallback: str = "batch"
+    batch_poll_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         self.model = self.model or os.environ.get(LM_ENV) or None
@@ -145,6 +172,8 @@ class LMSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
+        if self.batch_fallback not in ("batch", "sync"):
+            raise ValueError(f"batch_fallback must be 'batch' or 'sync', got {self.batch_fallback!r}")
         self.retry_policy()  # validates num_retries and the backoff settings
 
     def retry_policy(self) -> RetryPolicy:
@@ -166,10 +195,14 @@ class LMHandle:
     transport: dict = field(default_factory=dict)  # timeout and retry settings: how calls were made, not what
     slots: int | None = None  # requests the endpoint answers at once (the embedded server's), None = unknown
     local_model: str | None = None  # the embedded server's model (its registry name, or the file's stem)
+    server_root: str | None = None  # the embedded server without /v1 (its /metrics, /slots), None for others
+    batch: dict | None = None  # {"fallback", "poll_seconds"}: calls go through the provider's batch API
 
-    def in_flight(self, wanted: int) -> int:
-        """Requests to keep in flight: ``wanted``, but no more than the endpoint's slots (a queued request would
-        spend its timeout waiting for a slot)."""
+    def in_flight(self, wanted: int | None) -> int:
+        """Requests to keep in flight: ``wanted`` (None: the embedded server's slots, else HOSTED_IN_FLIGHT), but
+        never more than the embedded server's slots (a queued request would spend its timeout waiting)."""
+        if wanted is None:
+            return self.slots or HOSTED_IN_FLIGHT
         return min(wanted, self.slots) if self.slots else wanted
 
     def context(self, **overrides: Any):
@@ -181,8 +214,11 @@ class LMHandle:
                 "embedded": self.embedded, "max_tokens": self.lm.kwargs.get("max_tokens"),
                 **({"local_model": self.local_model} if self.local_model else {})}
 
+    price_factor: float = 1.0  # BATCH_DISCOUNT when the calls go through a provider's batch API
+
     def price(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float | None:
-        return estimate_price(self.model, prompt_tokens, completion_tokens, cached_tokens)
+        price = estimate_price(self.model, prompt_tokens, completion_tokens, cached_tokens)
+        return None if price is None else price * self.price_factor
 
 
 def estimate_price(model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float | None:
@@ -210,6 +246,7 @@ def open_lm(settings: LMSettings) -> Iterator[LMHandle]:
     with LocalServer(settings.local_model, parallel=settings.server_parallel) as server:
         handle = build_handle(settings, server.model, server.base_url, embedded=True, identity=server.identity)
         handle.slots, handle.local_model = server.parallel, server.resolved.name
+        handle.server_root = server.root_url
         yield handle
 
 
@@ -238,7 +275,15 @@ def build_handle(settings: LMSettings, model: str, api_base: str | None, embedde
     logger.info("LM %s%s (adapter %s)", model, f" at {api_base}" if api_base else "", adapter_name)
     transport = {k: getattr(settings, k) for k in ("timeout", "num_retries", "backoff", "max_backoff",
                                                    "max_retry_after")}
-    return LMHandle(lm, adapter, model, api_base, adapter_name, embedded, transport)
+    handle = LMHandle(lm, adapter, model, api_base, adapter_name, embedded, transport)
+    if settings.batch_api:
+        from promptmix_dspy.llm.batch import BATCH_DISCOUNT
+
+        if embedded:
+            raise ValueError("--batch-api is for a provider's batch API; the embedded server answers at once")
+        handle.batch = {"fallback": settings.batch_fallback, "poll_seconds": settings.batch_poll_seconds}
+        handle.price_factor = BATCH_DISCOUNT
+    return handle
 
 
 LOGPROB_PROVIDERS = ("openai", "azure", "hosted_vllm", "together_ai", "fireworks_ai", "deepinfra", "openrouter")

@@ -102,13 +102,14 @@ class BorderlineGenerator(dspy.Module):
         config = _retry_config(self.temperature, attempt, f"{sample_index}")
         if self.seed is not None:
             config["seed"] = call_seed(self.seed, majority_class, minority_class, majority_share, config["rollout_id"])
-        signature = self.generate.signature.with_updated_fields("texts", max_chars=self.max_chars)
+        seeds = self.all_seeds or [t for card in class_cards for t in card.examples]
+        max_chars = self.max_chars if self.all_seeds else max_text_chars(seeds)
+        signature = self.generate.signature.with_updated_fields("texts", max_chars=max_chars)
         pred = self.generate(
             class_cards=class_cards, majority_class=majority_class, minority_class=minority_class or "none",
             majority_share=share_phrase(majority_class, minority_class, majority_share),
             already_written=list(already_written), num_texts=num_texts, config=config, signature=signature,
         )
-        seeds = self.all_seeds or [t for card in class_cards for t in card.examples]
         names = self.class_names or [card.name for card in class_cards]
         descriptions = self.descriptions or [card.description for card in class_cards]
         cleaned = clean_texts(pred.texts or [], seeds=seeds, class_names=names, descriptions=descriptions,
@@ -152,14 +153,19 @@ def seed_demo(cards: Sequence[ClassCard], exclude: set[str] = frozenset()) -> ds
                         classes_for_texts={str(i): name for i, (_, name) in enumerate(pairs, start=1)})
 
 
-LAYOUTS = ("shared", "cards", "candidates")
+LAYOUTS = ("shared", "cards", "candidates", "hybrid")
 GENERATION_LAYOUTS = ("group", "all")
 SHARED_MAX = 26  # classes up to which the shared layout shows every seed as a solved example (one letter each)
 
 
+CANDIDATES_MAX = 26  # classes up to which the paper's layout (the candidates' cards and seeds) is the default
+
+
 def default_layout(n_classes: int) -> str:
-    """``shared`` up to SHARED_MAX classes, else ``cards`` (module docstring of Relabeler)."""
-    return "shared" if n_classes <= SHARED_MAX else "cards"
+    """``candidates`` (the paper's; the most accurate on TREC6: evals/results/relabel_quality.md) up to
+    CANDIDATES_MAX classes, else ``cards``: with many classes the candidate sets rarely repeat, so every call
+    would pay for its whole prompt."""
+    return "candidates" if n_classes <= CANDIDATES_MAX else "cards"
 
 
 class Relabeler(dspy.Module):
@@ -176,7 +182,9 @@ class Relabeler(dspy.Module):
     - ``cards``: every class card with its seeds inside it, no solved examples (the default for more classes:
       77 classes' seeds as examples would not fit a context); codes per call;
     - ``candidates``: the paper's: only the candidates' cards and their seeds as solved examples, so the prefix
-      changes with the candidate set.
+      changes with the candidate set;
+    - ``hybrid``: every class card (no seeds, one cached prefix), then the candidates' seeds as solved examples
+      and the candidates named before the text.
 
     Several texts per call is ``RelabelTexts`` (a JSON object of numbered answers, the candidates' cards, no
     probabilities). Demos an optimizer compiled into a predictor replace the seeds' solved examples;
@@ -223,39 +231,49 @@ class Relabeler(dspy.Module):
         return out
 
     def _one(self, text: str, names: list[str], attempt: int) -> tuple[list, list]:
-        codes = self._codes(names)
-        pred = self.classify(class_cards=self._prefix_cards(names, text), text=text,
-                             candidates=[f"{codes[n]}. {n}" if codes else n for n in names],
-                             demos=self._one_demos(names, text, codes),
-                             config=_retry_config(self.temperature, attempt),
-                             signature=classify_signature_for(names, codes, self.classify.signature))
+        signature, demos, inputs = self.request(text, names)
+        pred = self.classify(**inputs, demos=demos, config=_retry_config(self.temperature, attempt),
+                             signature=signature)
         return [pred.label], [pred.get("probs")]
+
+    def request(self, text: str, names: list[str] | None = None) -> tuple[type[dspy.Signature], list, dict]:
+        """(signature, demos, inputs) of the one-text call for ``text``: what the LM is sent (the dry run formats
+        it to count tokens). In the candidates layout the cards are the candidates (with their codes, where
+        needed), so no separate list of them is sent."""
+        names = names or self._candidates([text])
+        codes = self._codes(names)
+        listed = None if self.layout == "candidates" else [f"{codes[n]}. {n}" if codes else n for n in names]
+        inputs = {"class_cards": self._prefix_cards(names, text, codes), "text": text, "candidates": listed}
+        return (classify_signature_for(names, codes, self.classify.signature), self._one_demos(names, text),
+                inputs)
 
     def _codes(self, names: list[str]) -> dict[str, str] | None:
         """Answer codes (None: classes are answered by name): fixed over every class in the shared layout, where
         every seed is a solved example, else over this call's candidates."""
         return answer_codes(self.labels if self.layout == "shared" else names)
 
-    def _prefix_cards(self, names: list[str], text: str) -> list[ClassCard]:
-        if self.layout == "cards":
-            return [self._card(c, keep_examples=True, text=text) for c in self.cards.values()]
-        shown = self.cards.values() if self.layout == "shared" else [self.cards[n] for n in names]
-        return [self._card(c, keep_examples=False, text=text) for c in shown]
+    def _prefix_cards(self, names: list[str], text: str, codes: dict[str, str] | None) -> list[ClassCard]:
+        if self.layout in ("cards", "hybrid"):
+            keep = self.layout == "cards"
+            return [self._card(c, keep_examples=keep, text=text) for c in self.cards.values()]
+        if self.layout == "shared":
+            return [self._card(c, keep_examples=False, text=text) for c in self.cards.values()]
+        return [self._card(self.cards[n], keep_examples=False, text=text, code=codes[n] if codes else None)
+                for n in names]
 
-    def _card(self, card: ClassCard, keep_examples: bool, text: str) -> ClassCard:
+    def _card(self, card: ClassCard, keep_examples: bool, text: str, code: str | None = None) -> ClassCard:
         examples = [e for e in card.examples if e != text] if keep_examples else []
-        return card.model_copy(update={"examples": examples, "code": None})
+        return card.model_copy(update={"examples": examples, "code": code})
 
-    def _one_demos(self, names: list[str], text: str, codes: dict[str, str] | None) -> list:
-        """Compiled demos, else the seeds as solved examples: every class's (shared; each demo offers every class)
-        or the candidates' (candidates; each offers the candidates); none in the cards layout."""
+    def _one_demos(self, names: list[str], text: str) -> list:
+        """Compiled demos, else the seeds as solved examples (the text and its class, answered as the call is):
+        every class's (shared) or the candidates' (candidates, hybrid); none in the cards layout."""
         if self.classify.demos:
             return list(self.classify.demos)
         if not self.worked_example or self.layout == "cards":
             return []
         shown = self.labels if self.layout == "shared" else names
-        offered = [f"{codes[n]}. {n}" if codes else n for n in shown]
-        return [d.copy(candidates=offered) for d in seed_demos(self._cards(shown, [text]), exclude={text})]
+        return seed_demos(self._cards(shown, [text]), exclude={text})
 
     def _many(self, batch: list[str], names: list[str], attempt: int) -> tuple[list, list]:
         cards = self._cards(names, batch)

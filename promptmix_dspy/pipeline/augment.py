@@ -21,6 +21,7 @@ from typing import Any
 from promptmix_dspy.data.datasets import load_dataset
 from promptmix_dspy.data.fewshot import FewShotSplit, few_shot_split
 from promptmix_dspy.data.types import Dataset
+from promptmix_dspy.llm.batch import in_batches, wait_for_batch
 from promptmix_dspy.llm.runner import Budget
 from promptmix_dspy.llm.settings import LMHandle, LMSettings, open_lm
 from promptmix_dspy.method.programs import programs_identity
@@ -79,8 +80,14 @@ def run_augment(dataset: Dataset, out_dir: str | Path, config: AugmentConfig, ha
     """The pipeline on an open LM. Re-running it on the same folder resumes and redoes no finished call.
 
     ``stages=("describe", "generate")`` stops before relabeling (selected.jsonl holds the generation); running
-    again with every stage finishes it. ``spent_elsewhere`` counts toward ``max_cost`` (a grid's other cells)."""
-    out = Path(out_dir)
+    again with every stage finishes it. ``spent_elsewhere`` counts toward ``max_cost`` (a grid's other cells).
+    With the provider's batch API (``handle.batch``) the stages run in passes, each waiting for one batch."""
+    return in_batches(handle, Path(out_dir), lambda: _run(dataset, Path(out_dir), config, handle, programs, stages,
+                                                          spent_elsewhere))
+
+
+def _run(dataset: Dataset, out: Path, config: AugmentConfig, handle: LMHandle, programs: str | Path | None,
+         stages: tuple[str, ...], spent_elsewhere: float) -> AugmentResult:
     split = few_shot_split(dataset, config.shots, config.seed, config.dev_per_class)
     _start_run_folder(out, dataset, split, config, handle, programs)
     spent = journal_usage([out / name for name in JOURNALS])["cost_usd"] or 0.0  # earlier sessions of this run
@@ -90,9 +97,12 @@ def run_augment(dataset: Dataset, out_dir: str | Path, config: AugmentConfig, ha
     labelling: dict = {}
     try:
         task = _timed(timings, "describe", describe_task, split, config, handle, out, budget)
+        wait_for_batch()
         cards = _timed(timings, "describe", describe_classes, split, config, handle, out, budget, task)
+        wait_for_batch()
         program = build_program(cards, config, programs, task)
         selected, drops = _timed(timings, "generate", generate, program, split, config, handle, out, budget)
+        wait_for_batch()
         selected, removed, contamination = drop_test_texts(selected, dataset, out, config.decontaminate)
         drops += removed
         atomic_write_jsonl(out / "selected.jsonl", selected)

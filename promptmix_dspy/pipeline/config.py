@@ -45,7 +45,7 @@ class AugmentConfig:
     relabel_temperature: float = 0.0
     max_rounds: int = 3
     attempts: int = 3
-    num_threads: int = 4
+    num_threads: int | None = None  # LLM requests in flight; None: the embedded server's slots, else 16
     max_errors: int | None = None
     max_cost: float | None = None
     dev_per_class: int = 0
@@ -59,7 +59,7 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         for name in ("shots", "per_class", "texts_per_call", "top_k", "max_rounds", "attempts", "num_threads",
                      "relabel_batch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.reask < 0:
             raise ValueError(f"reask must be >= 0, got {self.reask}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from promptmix_dspy.data.fewshot import FewShotSplit
+from promptmix_dspy.llm.batch import wait_for_batch
 from promptmix_dspy.llm.runner import Budget, UnitResult, run_parallel, run_unit
 from promptmix_dspy.llm.settings import LMHandle
 from promptmix_dspy.method.cleanup import is_near_copy, normalize
@@ -37,6 +38,7 @@ def generate(program: PromptMix, split: FewShotSplit, config: AugmentConfig, han
         if not plan:
             break
         run_calls(program, plan, config, handle, journal, budget, f"generate (round {round_no + 1})", round_no)
+        wait_for_batch()  # the next round is planned from this one's answers
         done_calls += plan
     selected, drops = _select(split, done_calls, journal, config.per_class)
     atomic_write_json(out / "plan.json", [c.to_dict() for c in done_calls])

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptmix_dspy.llm.adapters import label_mappings
+from promptmix_dspy.llm.batch import wait_for_batch
 from promptmix_dspy.llm.runner import Budget, UnitResult, run_parallel, run_unit
 from promptmix_dspy.llm.settings import LMHandle
 from promptmix_dspy.method.calibration import CONTENT_FREE_TEXTS, apply_prior, batch_prior, class_shares, mean_probs
@@ -84,6 +85,7 @@ def relabel(program: PromptMix, selected: list[dict], config: AugmentConfig, han
     journal_path = out / "relabeled.jsonl"
     answers = answer_texts(program.relabeler, [row["text"] for row in selected], journal_path, config, handle,
                            budget, "relabel")
+    wait_for_batch()  # the calibration's prior is over every text's answer
     found = {t: a for t, a in answers.items() if a is not None}
     calibrated, record = calibrate(found, config.calibrate, program.relabeler, journal_path, config, handle, budget)
     rows, drops = [], []

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The order the protocol-2 table (evals/bench_qwen2.5-coder-1.5b_v2.toml) is run in on 2 cores, one LLM job at a
+# time. Every step resumes, so run the whole script again (nohup) after an interruption and finished steps cost
+# nothing:
+#   nohup bash evals/bench_v2_queue.sh > runs/queue_v2.log 2>&1 &
+# After each step the report is rewritten (evals/results/bench_qwen2.5-coder-1.5b_v2); commit it as cells land.
+# Order: seed 0 of the small datasets' main rows, then banking77 seed 0 (the paper's headline dataset, early),
+# then seeds 1-2 of the small datasets with the compiled, dev-label and budget rows, banking77 seeds 1-2, then
+# seeds 3-4 of the small datasets.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+P=.venv/bin/promptmix
+D=../shared/data
+SPEC=(--config evals/bench_qwen2.5-coder-1.5b_v2.toml --data-dir $D --out runs/bench_v2)
+REPORT=evals/results/bench_qwen2.5-coder-1.5b_v2
+MAIN=baseline,a1,a2,a2p,llm,llm-cal,eda,nomix,baseline5
+SMALL=trec6,subj,twitter_complaints
+EXTRA=a2x,a2c,a2c-dev,baseline-dev,a2-dev,a2x10
+
+report() {
+  $P bench "${SPEC[@]}" --report-only --report-dir $REPORT > /dev/null || echo "!!! report failed"
+}
+step() {  # step DATASETS SEEDS METHODS
+  echo "=== $(date -u +%H:%M) $*"
+  $P bench "${SPEC[@]}" --datasets "$1" --seeds "$2" --methods "$3" || echo "!!! step failed: $*"
+  report
+}
+
+# a fresh clone (or a lost runs/) first adopts the committed report's finished cells, each checked against these
+# settings and its input identity: the grid goes on where the table stops instead of redoing it
+if [ -f $REPORT/results.jsonl ]; then
+  $P bench "${SPEC[@]}" --adopt $REPORT/results.jsonl --report-only --report-dir $REPORT > /dev/null \
+    || { echo "!!! adopting the committed cells failed"; exit 1; }
+fi
+step $SMALL 0 $MAIN
+step banking77 0 $MAIN
+step $SMALL 0 $EXTRA
+for s in 1 2; do
+  step $SMALL $s $MAIN,$EXTRA
+done
+step banking77 1,2 $MAIN
+for s in 3 4; do
+  step $SMALL $s $MAIN,a2x,a2c
+done
+echo "=== $(date -u +%H:%M) queue done"
