@@ -115,7 +115,7 @@ class RuleResponder:
     def _classify(self, fields: dict) -> str:
         """A one-label answer: the rule's class among the candidates, as its code where they carry codes."""
         block = (fields.get("candidates") or "").strip()
-        if not block:  # the candidates are the cards (the candidates layout): '- CODE. NAME: ...' or '- NAME: ...'
+        if block in ("", "None", "null"):  # the candidates are the cards (the candidates layout): '- CODE. NAME: ...' or '- NAME: ...'
             coded = candidate_codes(fields["class_cards"])
         else:
             listed = json.loads(block) if block.startswith("[") else block.split(", ")

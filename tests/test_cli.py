@@ -37,7 +37,7 @@ def test_augment_trec6_over_http(tmp_path, data_dir):
     assert "kept 24 examples" in proc.stdout and "LLM calls:" in proc.stdout
     assert "relabel" in proc.stderr  # the progress bars
     # 6 classes x 2 generation calls + 24 relabel calls, all over HTTP, each with explicit max_tokens
-    relabel_calls = [r for r in requests if "[[ ## candidates ## ]]" in r["messages"][-1]["content"]]
+    relabel_calls = [r for r in requests if "of one candidate only." in r["messages"][0]["content"]]
     assert len(requests) == 36 and len(relabel_calls) == 24
     assert all(r["max_tokens"] == 256 for r in requests if r not in relabel_calls)
     # one short answer per text, at temperature 0, asking for the answer token's logprobs

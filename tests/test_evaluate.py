@@ -75,7 +75,7 @@ def test_evaluate_model_scores_a_trained_student(tmp_path):
     from promptmix_dspy.student.train import TrainConfig, train_student
 
     base = make_tiny_bert(tmp_path / "bert")
-    model = train_student(make_examples(4, 0), LABELS, TrainConfig(student=str(base), epochs=1), tmp_path / "s")
+    model = train_student(make_examples(4, 0), LABELS, TrainConfig(student=str(base), epochs=1, min_steps=0), tmp_path / "s")
     test = make_examples(5, seed=9)
     report = evaluate_model(model, test, tmp_path / "eval", meta={"split": "test"})
     pred = predict(model, [ex.text for ex in test])

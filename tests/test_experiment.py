@@ -53,7 +53,7 @@ def server():
 
 def _base(tiny_bert: Path, server: ScriptedServer, **extra) -> dict:
     return {"per_class": PER_CLASS, "texts_per_call": 3, "top_k": 5, "threads": 2,
-            "teacher_test_limit": TEACHER_LIMIT, "student": {"student": str(tiny_bert), "epochs": 1},
+            "teacher_test_limit": TEACHER_LIMIT, "student": {"student": str(tiny_bert), "epochs": 1, "min_steps": 0},
             "lm": {"model": "hosted_vllm/scripted", "api_base": server.base_url, "cache": False}, **extra}
 
 
@@ -156,13 +156,13 @@ def test_a_fingerprint_holds_only_what_shapes_the_method_and_programs_follow_the
     assert fp("baseline", lm={"model": "x"}, max_rounds=1) == fp("baseline")  # no LLM in a baseline
     assert fp("a2", lm={"model": "x"}) != fp("a2") and fp("a2", max_rounds=1) != fp("a2")
     assert fp("llm", teacher_test_limit=10) != fp("llm") and fp("a2", teacher_test_limit=10) == fp("a2")
-    assert fp("llm", student={"epochs": 1}) == fp("llm")
+    assert fp("llm", student={"epochs": 1, "min_steps": 0}) == fp("llm")
     spec = ExperimentSpec(dataset="/data/my set", programs="programs/{dataset}")
     assert spec.programs_dir == "programs/my_set" and ExperimentSpec(dataset="trec6").programs_dir is None
 
 
 def test_specs_load_from_toml_and_refuse_unknown_keys(tmp_path):
-    spec = load_spec(Path(__file__).parents[1] / "evals" / "trec6.toml", seed=3, student={"epochs": 1})
+    spec = load_spec(Path(__file__).parents[1] / "evals" / "trec6.toml", seed=3, student={"epochs": 1, "min_steps": 0})
     assert (spec.dataset, spec.method, spec.seed) == ("trec6", "a2", 3)
     assert (spec.student["epochs"], spec.student["lr"]) == (1, 4e-5)  # the flag overrides, the rest of [student] stays
     grid = load_grid(Path(__file__).parents[1] / "evals" / "bench_smollm2.toml", seeds=[0])
@@ -178,7 +178,7 @@ def test_specs_load_from_toml_and_refuse_unknown_keys(tmp_path):
 
 def test_lazy_lm_opens_nothing_for_a_grid_without_llm_methods(tmp_path, tiny_bert, dataset_dir):
     grid = GridSpec([str(dataset_dir)], ["baseline", "eda"], [0],
-                    {"student": {"student": str(tiny_bert), "epochs": 1}, "lm": {"model": "hosted_vllm/nowhere"}})
+                    {"student": {"student": str(tiny_bert), "epochs": 1, "min_steps": 0}, "lm": {"model": "hosted_vllm/nowhere"}})
     with LazyLM(grid.cells()[0].lm_settings()) as lm:
         rows = run_grid(grid, tmp_path / "g", lm)
         assert lm.handle is None
@@ -216,7 +216,7 @@ def test_cli_bench_and_run(tmp_path, tiny_bert, dataset_dir, server):
     from promptmix_dspy.cli.app import app
 
     common = ["--lm", "hosted_vllm/scripted", "--api-base", server.base_url, "--no-cache", "--student",
-              str(tiny_bert), "--epochs", "1", "--per-class", str(PER_CLASS)]
+              str(tiny_bert), "--epochs", "1", "--min-steps", "0", "--per-class", str(PER_CLASS)]
     dry = CliRunner().invoke(app, ["bench", "--datasets", str(dataset_dir), "--methods", "a2", "--seeds", "0",
                                    "--out", str(tmp_path / "b"), "--dry-run", *common])
     assert dry.exit_code == 0, dry.output
@@ -284,7 +284,7 @@ def test_a_fresh_folder_adopts_committed_cells_made_with_the_same_settings_and_r
     with pytest.raises(ValueError, match=r"broken.jsonl:2: not a result row"):
         adopt_cells(bigger, tmp_path / "other", broken)
     common = ["--lm", "hosted_vllm/scripted", "--api-base", server.base_url, "--no-cache", "--student",
-              str(tiny_bert), "--epochs", "1", "--per-class", str(PER_CLASS)]  # what shapes a baseline cell
+              str(tiny_bert), "--epochs", "1", "--min-steps", "0", "--per-class", str(PER_CLASS)]  # what shapes a baseline cell
     result = CliRunner().invoke(app, ["bench", "--datasets", str(dataset_dir), "--methods", "baseline", "--seeds",
                                       "0", "--out", str(tmp_path / "cli"), "--adopt", str(committed),
                                       "--report-only", *common])

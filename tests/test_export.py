@@ -16,7 +16,7 @@ from typer.testing import CliRunner  # noqa: E402
 from promptmix_dspy.cli.app import app  # noqa: E402
 from promptmix_dspy.student.model import load_student, predict, probabilities  # noqa: E402
 
-FAST = ["--epochs", "12", "--lr", "3e-3"]
+FAST = ["--epochs", "12", "--min-steps", "0", "--lr", "3e-3"]
 
 
 def _write_jsonl(path, rows):

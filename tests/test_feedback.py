@@ -143,7 +143,7 @@ def _relabel(text: str, candidates: list[str]) -> str:
 
 def _spec(dataset: Path, tiny_bert: Path, server: ScriptedServer) -> ExperimentSpec:
     return ExperimentSpec(dataset=str(dataset), method="a2fb", per_class=3, texts_per_call=3, top_k=3, threads=1,
-                          student={"student": str(tiny_bert), "epochs": 1},
+                          student={"student": str(tiny_bert), "epochs": 1, "min_steps": 0},
                           lm={"model": "hosted_vllm/scripted", "api_base": server.base_url, "cache": False})
 
 

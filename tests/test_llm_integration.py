@@ -108,7 +108,7 @@ def test_run_a2_end_to_end_on_the_embedded_default(tmp_path, data_dir):
     """One cell of the paper's table with the real components: SmolLM2 generates and relabels, the packaged
     MiniLM student trains on the result and is scored on the whole SUBJ test split."""
     out = tmp_path / "cell"
-    proc = _cli("run", "--dataset", "subj", "--method", "a2", "--per-class", "2", "--epochs", "1", "--data-dir",
+    proc = _cli("run", "--dataset", "subj", "--method", "a2", "--per-class", "2", "--epochs", "1", "--min-steps", "0", "--data-dir",
                 str(data_dir), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())

@@ -240,7 +240,7 @@ def test_a_grid_of_two_cells_with_a_scripted_lm_writes_the_report_with_pending_c
     bert = make_tiny_bert(tmp_path / "bert")
     with ScriptedServer(RuleResponder()) as server:
         base = {"per_class": 1, "texts_per_call": 1, "teacher_test_limit": 3, "top_k": 6, "threads": 2,
-                "student": {"student": str(bert), "epochs": 1}, "data_dir": str(data_dir),
+                "student": {"student": str(bert), "epochs": 1, "min_steps": 0}, "data_dir": str(data_dir),
                 "lm": {"model": "hosted_vllm/scripted", "api_base": server.base_url, "cache": False}}
         small = GridSpec(["trec6"], ["a2", "llm"], [0], base)
         rows = run_grid(small, tmp_path / "g")

@@ -15,7 +15,7 @@ from promptmix_dspy.data.types import DataError, Example
 from promptmix_dspy.student.model import LengthGroupedBatches, load_student, predict, resolve_student
 from promptmix_dspy.student.train import TrainConfig, check_rows, read_rows, read_run, train_student
 
-FAST = {"epochs": 12, "batch_size": 8, "lr": 3e-3, "warmup_ratio": 0.1}
+FAST = {"epochs": 12, "min_steps": 0, "batch_size": 8, "lr": 3e-3, "warmup_ratio": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_predictions_are_known_labels_in_input_order(trained):
 
 
 def test_same_seed_same_model_and_caller_rng_untouched(base, tmp_path):
-    config = TrainConfig(student=str(base), epochs=2, lr=3e-3, seed=5)
+    config = TrainConfig(student=str(base), epochs=2, min_steps=0, lr=3e-3, seed=5)
     rows = make_examples(6, seed=2)
     torch.manual_seed(123)
     before = torch.rand(1)
@@ -192,7 +192,7 @@ def test_cli_train_predict_evaluate_and_their_errors(base, tmp_path):
     _write_jsonl(run / "seeds.jsonl", [vars(ex) for ex in make_examples(2, seed=0)])
     augmented = [{**vars(ex), "generated_for": "LOC"} for ex in make_examples(8, seed=1)]
     aug = _write_jsonl(run / "augmented.jsonl", augmented)
-    common = ["--train", str(aug), "--seeds-from", str(run), "--student", str(base), "--epochs", "12", "--lr", "3e-3"]
+    common = ["--train", str(aug), "--seeds-from", str(run), "--student", str(base), "--epochs", "12", "--min-steps", "0", "--lr", "3e-3"]
 
     result = runner.invoke(app, ["train", *common, "--out", str(run / "student")])
     assert result.exit_code == 0, result.output

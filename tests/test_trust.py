@@ -79,7 +79,7 @@ def _toy(folder: Path) -> Path:
 
 def test_a_finished_cell_refuses_another_data_folder(tmp_path, tiny_bert):
     data = _toy(tmp_path / "data" / "toy3")
-    spec = ExperimentSpec(dataset=str(data), method="baseline", student={"student": str(tiny_bert), "epochs": 1})
+    spec = ExperimentSpec(dataset=str(data), method="baseline", student={"student": str(tiny_bert), "epochs": 1, "min_steps": 0})
     row = run_experiment(spec, tmp_path / "cell")
     assert row["inputs"]["data"] and row["inputs"]["seeds"]
     lines = (data / "test.jsonl").read_text().splitlines()
@@ -94,7 +94,7 @@ def test_a_cell_whose_generation_was_made_again_is_retrained_not_reused(tmp_path
     data = _toy(tmp_path / "data" / "toy3")
     with ScriptedServer(RuleResponder()) as server:
         spec = ExperimentSpec(dataset=str(data), method="a2", per_class=2, top_k=3, threads=1,
-                              student={"student": str(tiny_bert), "epochs": 1},
+                              student={"student": str(tiny_bert), "epochs": 1, "min_steps": 0},
                               lm={"model": "hosted_vllm/scripted", "api_base": server.base_url, "cache": False})
         first = run_experiment(spec, tmp_path / "cell", generation_dir=tmp_path / "gen")
         # the generation is made again (lost and redone: another sample of the same calls)

@@ -153,6 +153,8 @@ class SpecOptions:
     student: Annotated[Optional[str], typer.Option("--student", help="Student model: hub name or folder (default "
                                                    "all-MiniLM-L6-v2).")] = None
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Student epochs (default 5).")] = None
+    min_steps: Annotated[Optional[int], typer.Option("--min-steps", min=0, help="Student optimizer steps at least "
+                         "(default 300; 0: exactly --epochs).")] = None
     programs: Programs = None
     compiled_programs: Annotated[Optional[str], typer.Option("--compiled-programs", help="Where a2c's relabeler, "
                                  "compiled on each seed's own seeds, lives ({dataset} and {seed} filled in; default "
@@ -167,9 +169,11 @@ class SpecOptions:
     data_dir: DataDir = None
 
     def overrides(self, lm: LMOptions, budget: BudgetOptions) -> dict[str, Any]:
-        student = {k: v for k, v in {"student": self.student, "epochs": self.epochs}.items() if v is not None}
+        student = {k: v for k, v in {"student": self.student, "epochs": self.epochs,
+                                     "min_steps": self.min_steps}.items() if v is not None}
         values = {**given(self), **given(budget), "student": student or None, "lm": lm.fields() or None}
         values.pop("epochs", None)
+        values.pop("min_steps", None)
         if self.data_dir is not None:
             values["data_dir"] = str(self.data_dir)
         for key in ("programs", "compiled_programs", "compiled_dev_programs"):  # a flag is relative to the cwd
@@ -267,8 +271,9 @@ class GenerationOptions:
                          "evals/results/relabel_quality.md), content-free (3 extra calls per candidate set) or "
                          "none.")] = None
     layout: Annotated[Optional[str], typer.Option("--layout", help="What a relabel prompt shows before the text: "
-                      "candidates (the paper's: the candidates' cards and seeds; default up to 26 classes), cards "
-                      "(every card with its seeds: one cached prefix; default above) or shared.")] = None
+                      "candidates (the paper's: the candidates' cards and seeds; default, the most accurate), "
+                      "cards (every card with its seeds: one cached prefix), hybrid or shared "
+                      "(evals/results/relabel_quality.md).")] = None
     no_decontaminate: Annotated[bool, typer.Option("--no-decontaminate", help="Keep generated texts found in the "
                                 "dataset's test split (they are still counted in summary.json).")] = False
 

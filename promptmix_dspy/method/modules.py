@@ -158,14 +158,10 @@ GENERATION_LAYOUTS = ("group", "all")
 SHARED_MAX = 26  # classes up to which the shared layout shows every seed as a solved example (one letter each)
 
 
-CANDIDATES_MAX = 26  # classes up to which the paper's layout (the candidates' cards and seeds) is the default
-
-
 def default_layout(n_classes: int) -> str:
-    """``candidates`` (the paper's; the most accurate on TREC6: evals/results/relabel_quality.md) up to
-    CANDIDATES_MAX classes, else ``cards``: with many classes the candidate sets rarely repeat, so every call
-    would pay for its whole prompt."""
-    return "candidates" if n_classes <= CANDIDATES_MAX else "cards"
+    """``candidates``, the paper's, whatever the number of classes: the most accurate on TREC6 and on Banking77
+    by far (evals/results/relabel_quality.md: 77 classes' cards in one shared prefix lost 40 points there)."""
+    return "candidates"
 
 
 class Relabeler(dspy.Module):
@@ -177,12 +173,11 @@ class Relabeler(dspy.Module):
     after it, and the answer can only be one of them. What comes before the text is the ``layout``:
 
     - ``shared``: every class card (name and description) and every seed as a solved example, the same for every
-      call of a run, so the server computes it once and each call costs the text alone (the default up to
-      SHARED_MAX classes; codes, where needed, are fixed over all classes);
-    - ``cards``: every class card with its seeds inside it, no solved examples (the default for more classes:
-      77 classes' seeds as examples would not fit a context); codes per call;
-    - ``candidates``: the paper's: only the candidates' cards and their seeds as solved examples, so the prefix
-      changes with the candidate set;
+      call of a run, so the server computes it once and each call costs the text alone (up to SHARED_MAX classes;
+      codes, where needed, are fixed over all classes);
+    - ``cards``: every class card with its seeds inside it, no solved examples; codes per call;
+    - ``candidates`` (the default): the paper's: only the candidates' cards (with their codes) and their seeds as
+      solved examples, so the prefix changes with the candidate set;
     - ``hybrid``: every class card (no seeds, one cached prefix), then the candidates' seeds as solved examples
       and the candidates named before the text.
 
