@@ -9,6 +9,10 @@
 # seeds 3-4 of the small datasets.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# run a copy: editing this file while it runs then changes nothing under way (restart it to pick changes up)
+if [ -z "${QUEUE_COPY:-}" ]; then
+  cp "$0" "/tmp/bench_v2_queue.$$.sh" && QUEUE_COPY=1 exec bash "/tmp/bench_v2_queue.$$.sh" "$@"
+fi
 P=.venv/bin/promptmix
 D=../shared/data
 SPEC=(--config evals/bench_qwen2.5-coder-1.5b_v2.toml --data-dir $D --out runs/bench_v2)
@@ -32,7 +36,27 @@ if [ -f $REPORT/results.jsonl ]; then
   $P bench "${SPEC[@]}" --adopt $REPORT/results.jsonl --report-only --report-dir $REPORT > /dev/null \
     || { echo "!!! adopting the committed cells failed"; exit 1; }
 fi
+bench() {  # bench OUTPUT COMMAND...: a measurement script, once (its committed output says it was made)
+  local out=$1; shift
+  [ -f "$out" ] && return 0
+  echo "=== $(date -u +%H:%M) $*"
+  "$@" || echo "!!! failed: $*"
+}
+
 step $SMALL 0 $MAIN
+bench evals/results/relabel_quality.md .venv/bin/python benchmarks/relabel_quality.py \
+  --datasets trec6,subj,twitter_complaints --layouts candidates --texts 120 --out evals/results/relabel_quality.md \
+  --json evals/results/relabel_quality.json
+bench evals/results/relabel_quality_layouts.md .venv/bin/python benchmarks/relabel_quality.py \
+  --datasets trec6 --layouts shared,hybrid --calibrations none,batch --texts 120 \
+  --out evals/results/relabel_quality_layouts.md
+bench evals/results/relabel_quality_banking77.md .venv/bin/python benchmarks/relabel_quality.py \
+  --datasets banking77 --layouts candidates,hybrid,cards --calibrations none,batch --texts 77 \
+  --out evals/results/relabel_quality_banking77.md
+bench evals/results/soft_labels_choice.md .venv/bin/python evals/soft_labels_choice.py --grid runs/bench_v2 \
+  --data-dir $D --out evals/results/soft_labels_choice.md
+bench evals/results/server_profile.md .venv/bin/python benchmarks/server_profile.py --data-dir $D \
+  --out evals/results/server_profile.md --json evals/results/server_profile.json
 step banking77 0 $MAIN
 step $SMALL 0 $EXTRA
 for s in 1 2; do

@@ -96,6 +96,7 @@ class CompileResult:
     judge: str | None = None  # the generator's metric: which relabeler judged its texts
     kept: str = "compiled"  # or "uncompiled": compiling lowered the dev score, so the original was kept
     tried: dict[str, float] = field(default_factory=dict)  # every optimizer tried: its dev score
+    failed: dict[str, str] = field(default_factory=dict)  # optimizers whose run broke, and why
 
     def record(self) -> dict[str, Any]:
         """What meta.json says about this program (no module, no secrets)."""

@@ -33,7 +33,9 @@ from promptmix_dspy.method.modules import ClassDescriber, Relabeler
 from promptmix_dspy.method.programs import META, check_labels, labelled_rows_sha256, load_state, read_meta
 from promptmix_dspy.method.protocol import PROTOCOL_VERSION
 from promptmix_dspy.method.signatures import ClassCard
+from promptmix_dspy.llm.runner import RunStopped
 from promptmix_dspy.store.files import atomic_write_json, now_iso, versions
+from promptmix_dspy.store.redaction import redact
 
 __all__ = ["build_selector", "check_reflection_lm", "check_spending", "class_cards", "compile_programs",
            "evaluate_program", "save_compiled"]
@@ -161,12 +163,24 @@ def _compile(task: Task, config: CompileConfig, handle: LMHandle, reflection_lm:
     start, threads = time.monotonic(), handle.in_flight(config.num_threads)
     before = evaluate_program(task.student, task.devset, task.metric, handle, threads, f"{task.name}, uncompiled")
     tried, best = {}, None
+    failures = {}
     for name in config.optimizers:
-        program = _optimize(name, task, config, handle, reflection_lm, threads)
+        try:
+            program = _optimize(name, task, config, handle, reflection_lm, threads)
+        except RunStopped:
+            raise
+        except Exception as exc:  # an optimizer's own LM calls broke (a proposal cut off): the others still count
+            failures[name] = redact(f"{type(exc).__name__}: {exc}")[:300]
+            logger.warning("%s: %s failed (%s); going on without it", task.name, name, failures[name])
+            continue
         tried[name] = evaluate_program(program, task.devset, task.metric, handle, threads, f"{task.name}, {name}")
         logger.info("%s: dev %s %.3f -> %.3f with %s", task.name, task.metric_name, before, tried[name], name)
         if best is None or tried[name] > tried[best[0]]:
             best = (name, program)
+    if best is None:
+        logger.warning("%s: every optimizer failed (%s): keeping the uncompiled program", task.name, failures)
+        best = (config.optimizers[0], task.student.deepcopy())
+        tried[config.optimizers[0]] = before
     name, compiled = best
     after, kept = tried[name], "compiled"
     if after < before and not config.keep_worse:
@@ -175,7 +189,8 @@ def _compile(task: Task, config: CompileConfig, handle: LMHandle, reflection_lm:
         compiled, kept = task.student.deepcopy(), "uncompiled"
     settings = get_optimizer(name).resolve(config.settings_for(name), len(task.devset), threads, config.seed)
     return CompileResult(task.name, compiled, name, settings, task.dev_mode, len(task.devset), task.metric_name,
-                         before, after, round(time.monotonic() - start, 1), config.compact_demos, judge, kept, tried)
+                         before, after, round(time.monotonic() - start, 1), config.compact_demos, judge, kept, tried,
+                         failures)
 
 
 def _optimize(name: str, task: Task, config: CompileConfig, handle: LMHandle, reflection_lm: Any,
