@@ -8,11 +8,12 @@
 # then seeds 1-2 of the small datasets with the compiled, dev-label and budget rows, banking77 seeds 1-2, then
 # seeds 3-4 of the small datasets.
 set -uo pipefail
-cd "$(dirname "$0")/.."
 # run a copy: editing this file while it runs then changes nothing under way (restart it to pick changes up)
-if [ -z "${QUEUE_COPY:-}" ]; then
-  cp "$0" "/tmp/bench_v2_queue.$$.sh" && QUEUE_COPY=1 exec bash "/tmp/bench_v2_queue.$$.sh" "$@"
+if [ -z "${QUEUE_ROOT:-}" ]; then
+  QUEUE_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+  cp "$0" "/tmp/bench_v2_queue.$$.sh" && QUEUE_ROOT="$QUEUE_ROOT" exec bash "/tmp/bench_v2_queue.$$.sh" "$@"
 fi
+cd "$QUEUE_ROOT"
 P=.venv/bin/promptmix
 D=../shared/data
 SPEC=(--config evals/bench_qwen2.5-coder-1.5b_v2.toml --data-dir $D --out runs/bench_v2)
