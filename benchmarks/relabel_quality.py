@@ -49,8 +49,24 @@ def _scores(gold: list[str], pred: list[str], labels: list[str]) -> dict:
             "shares": {c: round(pred.count(c) / len(pred), 3) for c in labels}}
 
 
+def _written(ds, split, config, handle, folder: Path):
+    from promptmix_dspy.llm.runner import Budget
+    from promptmix_dspy.pipeline.config import AugmentConfig
+    from promptmix_dspy.pipeline.describe import describe_classes, describe_task
+    from promptmix_dspy.store.files import read_journal
+
+    folder.mkdir(parents=True, exist_ok=True)
+    always = AugmentConfig(**{**vars(config), "describe": "always"})
+    ds.task = None  # the task sentence is written too
+    task = describe_task(split, always, handle, folder, Budget())
+    cards = describe_classes(split, always, handle, folder, Budget(), task)
+    calls = sum((r.get("usage") or {}).get("attempts", 0) for r in read_journal(folder / "descriptions.jsonl"))
+    calls += sum(1 for p in folder.glob("describe_check*.jsonl") for _ in read_journal(p))
+    return cards, task, calls
+
+
 def measure(name: str, layout: str, texts: int, data_dir: str, handle, root: Path,
-            calibrations: tuple[str, ...] = CALIBRATIONS) -> list[dict]:
+            calibrations: tuple[str, ...] = CALIBRATIONS, written: bool = False) -> list[dict]:
     from promptmix_dspy.data.datasets import load_dataset
     from promptmix_dspy.data.fewshot import few_shot_split
     from promptmix_dspy.llm.runner import Budget
@@ -62,10 +78,14 @@ def measure(name: str, layout: str, texts: int, data_dir: str, handle, root: Pat
     ds = load_dataset(name, data_dir=data_dir)
     split = few_shot_split(ds, 2, 0)
     pool = sample(ds, texts, {e.text for e in split.seeds})
-    cards = [ClassCard(name=label, description=ds.descriptions[label], examples=ex)
-             for label, ex in split.seeds_by_label().items()]
     config = AugmentConfig(layout=layout, num_threads=2)
-    program = build_program(cards, config, None, ds.task)
+    if written:  # the LM writes every description and the task from the seeds (the pipeline's describe step)
+        cards, task, calls = _written(ds, split, config, handle, root / f"describe-{name}")
+    else:
+        cards = [ClassCard(name=label, description=ds.descriptions[label], examples=ex)
+                 for label, ex in split.seeds_by_label().items()]
+        task, calls = ds.task, 0
+    program = build_program(cards, config, None, task)
     journal = root / f"{name}-{layout}.jsonl"
     started, history_start = time.monotonic(), len(handle.lm.history)
     answers = answer_texts(program.relabeler, [e.text for e in pool], journal, config, handle, Budget(), "relabel")
@@ -80,6 +100,7 @@ def measure(name: str, layout: str, texts: int, data_dir: str, handle, root: Pat
         pred = [max(calibrated[e.text], key=calibrated[e.text].get) if e.text in calibrated else
                 (answers[e.text].label if answers[e.text] else "(none)") for e in pool]
         rows.append({"dataset": name, "layout": layout, "calibration": method, "texts": len(pool),
+                     "descriptions": f"written ({calls} calls)" if written else "given",
                      "probabilities": record.get("probabilities"), **_scores(gold, pred, ds.labels), **cost})
     return rows
 
@@ -109,13 +130,14 @@ def _shares(shares: dict[str, float]) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| dataset | layout | calibration | texts | accuracy | macro-F1 | class shares | prompt tok/call (face) | "
-            "prompt tok/call (evaluated) | completion tok/call | s/text |")
-    lines = [head, "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    head = ("| dataset | descriptions | layout | calibration | texts | accuracy | macro-F1 | class shares | "
+            "prompt tok/call (face) | prompt tok/call (evaluated) | completion tok/call | s/text |")
+    lines = [head, "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         shares = _shares(r["shares"])
         evaluated = "–" if r["prompt_evaluated"] is None else f"{r['prompt_evaluated']:.0f}"
-        lines.append(f"| {r['dataset']} | {r['layout']} | {r['calibration']} | {r['texts']} | "
+        lines.append(f"| {r['dataset']} | {r.get('descriptions', 'given')} | {r['layout']} | {r['calibration']} | "
+                     f"{r['texts']} | "
                      f"{100 * r['accuracy']:.1f}% | {100 * r['macro_f1']:.1f} | {shares} | {r['prompt_tokens']:.0f} | "
                      f"{evaluated} | {r['completion_tokens']:.2f} | {r['seconds_per_text']:.2f} |")
     return "\n".join(lines)
@@ -126,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", default="trec6,subj,twitter_complaints")
     parser.add_argument("--layouts", default="shared,candidates")
     parser.add_argument("--texts", type=int, default=120)
+    parser.add_argument("--descriptions", default="given", choices=("given", "written", "both"),
+                        help="the dataset's hand-written descriptions, ones the LM writes from the seeds, or both")
     parser.add_argument("--calibrations", default=",".join(CALIBRATIONS),
                         help="content-free makes 3 calls per candidate set: many on banking77")
     parser.add_argument("--data-dir", default="../shared/data")
@@ -143,8 +167,9 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.datasets.split(","):
             for layout in args.layouts.split(","):
                 calibrations = tuple(args.calibrations.split(","))
-                rows += measure(name, layout, args.texts, args.data_dir, h, Path(tmp), calibrations)
-                print(table(rows[-len(calibrations):]), flush=True)
+                for written in {"given": (False,), "written": (True,), "both": (False, True)}[args.descriptions]:
+                    rows += measure(name, layout, args.texts, args.data_dir, h, Path(tmp), calibrations, written)
+                    print(table(rows[-len(calibrations):]), flush=True)
     text = (f"# Relabel quality and cost ({args.local_model}, 2 CPU cores)\n\n"
             f"`python benchmarks/relabel_quality.py {' '.join(sys.argv[1:])}`\n\nUp to {args.texts} labelled train "
             f"texts per dataset outside seed 0's seeds (never test); top-5 candidates, one text per call, "

@@ -59,6 +59,9 @@ bench evals/results/soft_labels_choice.md .venv/bin/python evals/soft_labels_cho
 bench evals/results/server_profile.md .venv/bin/python benchmarks/server_profile.py --data-dir $D \
   --out evals/results/server_profile.md --json evals/results/server_profile.json
 step banking77 0 $MAIN
+bench evals/results/descriptions_written.md .venv/bin/python benchmarks/relabel_quality.py \
+  --datasets trec6,subj,twitter_complaints,banking77 --layouts candidates --calibrations none,batch --texts 120 \
+  --descriptions both --out evals/results/descriptions_written.md --json evals/results/descriptions_written.json
 step $SMALL 0 $EXTRA
 for s in 1 2; do
   step $SMALL $s $MAIN,$EXTRA

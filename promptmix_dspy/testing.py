@@ -106,6 +106,11 @@ class RuleResponder:
             return json.dumps({"classes_for_texts": self._relabel(fields)})
         if "texts" in outputs:
             return json.dumps({"texts": self._generate(fields, n)})
+        if "descriptions_for_classes" in outputs:
+            describe = self.describe or _default_describe
+            return json.dumps({"descriptions_for_classes": {
+                str(i): describe({**fields, "class_name": name})
+                for i, name in enumerate(numbered(fields["classes"]), start=1)}})
         if "description" in outputs:
             return json.dumps({"description": (self.describe or _default_describe)(fields)})
         if "task" in outputs:

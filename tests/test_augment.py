@@ -190,6 +190,7 @@ def test_a_written_description_its_seeds_do_not_fit_is_written_again(tmp_path):
     def by_description(messages: list[dict], params: dict) -> str:
         fields = parse_fields(messages[0]["content"])
         if "candidate_classes" in fields and "Examples" not in messages[0]["content"] and len(messages) == 2:
+            # the fit check: the descriptions alone, several seeds a call
             cards = re.findall(r"^- (\w+): texts about (\w+)", fields["candidate_classes"], re.M)
             texts = numbered(parse_fields(messages[-1]["content"])["texts"])
             answer = {str(i): next((c for c, topic in cards if topic in t), cards[0][0]) for i, t in

@@ -374,12 +374,18 @@ def test_a2c_compiles_on_its_own_seed_relabels_a2s_texts_and_refuses_another_see
     assert ExperimentSpec(dataset="trec6", method="a2").relabel_programs_dir is None
 
 
-def test_the_committed_bench_spec_loads_for_every_dataset_and_method():
-    grid = load_grid(Path(__file__).parents[1] / "evals" / "bench_qwen2.5-coder-1.5b.toml")
-    assert grid.datasets == ["trec6", "subj", "twitter_complaints", "banking77"] and grid.seeds == [0, 1, 2]
+def test_the_committed_bench_spec_loads_with_its_stated_limits():
+    grid = load_grid(Path(__file__).parents[1] / "evals" / "bench_qwen2.5-coder-1.5b_v2.toml")
+    assert grid.datasets == ["trec6", "subj", "twitter_complaints", "banking77"] and grid.seeds == [0, 1, 2, 3, 4]
     cell = grid.cells()[0]
-    assert (cell.shots, cell.per_class, cell.teacher_test_limit, cell.lm["local_model"]) == \
-        (2, 10, 500, "qwen2.5-coder-1.5b")
-    assert cell.train_config().epochs == 5 and cell.train_config().lr == 4e-5
+    assert (cell.shots, cell.per_class, cell.teacher_test_limit, cell.lm["local_model"], cell.calibrate) == \
+        (2, 10, 500, "qwen2.5-coder-1.5b", "batch")
+    assert cell.train_config().epochs == 5 and cell.train_config().lr == 4e-5 and cell.train_config().min_steps == 300
     banking = next(c for c in grid.cells() if c.dataset == "banking77")
     assert banking.train_config().lr == 6e-5  # the authors' Banking77 setting is not overridden
+    # banking77: 3 seeds of its rows, no compiled ones; the extra-label and 100-per-class rows: seeds 0-2
+    assert grid.planned_seeds("banking77", "a2") == [0, 1, 2] and grid.planned_seeds("banking77", "a2c") == []
+    assert grid.planned_seeds("trec6", "a2c-dev") == [0, 1, 2] and grid.planned_seeds("trec6", "a2") == [0, 1, 2, 3, 4]
+    assert not any(c.dataset == "banking77" and c.method == "a2x" for c in grid.cells())
+    a2c = next(c for c in grid.cells() if c.method == "a2c" and c.seed == 3)
+    assert a2c.relabel_programs_dir == str(Path(__file__).parents[1] / "programs" / "trec6" / "seed3")

@@ -43,8 +43,9 @@ LocalModel = Annotated[Optional[str], typer.Option("--local-model", envvar="PROM
                        "embedded model when no --lm is given: a known name (promptmix models) or a .gguf file "
                        "(default qwen2.5-coder-1.5b).")]
 RelabelBatch = Annotated[Optional[int], typer.Option("--relabel-batch", help="Texts labelled in one relabel call "
-                         "over one candidate set (default 1, the paper's one text per call; more cost less and, on the "
-                         "embedded model, label worse: evals/results/token_cost.md).")]
+                         "over one candidate set (default 1, the paper's one text per call, whose answer carries class "
+                         "probabilities; more cost fewer tokens, give hard labels only and, on the embedded model, "
+                         "label worse).")]
 Reask = Annotated[Optional[int], typer.Option("--reask", help="Follow-up asks for the texts clean-up dropped from a "
                                               "generation call (default 1; 0 = the paper's protocol).")]
 ProbePerClass = Annotated[Optional[int], typer.Option("--probe-per-class", min=1, help="The second round's probe "

@@ -32,7 +32,7 @@ from promptmix_dspy.method.mixing import mix_plan
 from promptmix_dspy.method.modules import share_phrase
 from promptmix_dspy.method.signatures import (
     ClassCard,
-    DescribeClass,
+    DescribeClasses,
     GenerateBorderlineExamples,
     with_task,
 )
@@ -168,11 +168,20 @@ class _Context:
         return self.tokens(self.adapter.format(signature, demos=[], inputs=inputs))
 
     def describe(self) -> Estimate:
+        """DESCRIBE_CHUNK classes a call, then the fit check: CHECK_CHUNK seeds of the described classes a call."""
+        from promptmix_dspy.method.modules import DESCRIBE_CHUNK
+        from promptmix_dspy.pipeline.describe import CHECK_CHUNK
+
         todo = [label for label in self.split.labels if label not in self.split.dataset.descriptions]
-        prompts = [self.prompt(DescribeClass, {"class_name": label, "examples": self.cards[label].examples,
-                                               "other_classes": [x for x in self.split.labels if x != label]})
-                   for label in todo]
-        return Estimate(self.spec.dataset, "describe", len(todo), len(todo), sum(prompts), 50 * len(todo))
+        seeds = self.split.seeds_by_label()
+        lines = [f"{label}: {text}" for label, texts in seeds.items() for text in texts]
+        chunks = [todo[i:i + DESCRIBE_CHUNK] for i in range(0, len(todo), DESCRIBE_CHUNK)]
+        prompts = [self.prompt(DescribeClasses, {"all_classes": self.split.labels, "class_examples": lines,
+                                                 "classes": chunk}) for chunk in chunks]
+        checks = -(-sum(len(seeds[label]) for label in todo) // CHECK_CHUNK)
+        calls = len(chunks) + checks
+        return Estimate(self.spec.dataset, "describe", calls, calls, sum(prompts) + 500 * checks,
+                        60 * len(todo) + 40 * checks)
 
     def generate(self, generation: str) -> Estimate:
         config = self.spec.augment_config(generation)

@@ -18,6 +18,7 @@ from promptmix_dspy.method.signatures import (
     ClassCard,
     ClassifyText,
     DescribeClass,
+    DescribeClasses,
     DescribeTask,
     GenerateBorderlineExamples,
     RelabelTexts,
@@ -27,7 +28,7 @@ from promptmix_dspy.method.signatures import (
     with_task,
 )
 
-__all__ = ["DEFAULT_TOP_K", "LAYOUTS", "SHARED_MAX", "default_layout", "BorderlineGenerator", "ClassDescriber", "PromptMix", "Relabeler", "TaskDescriber",
+__all__ = ["DEFAULT_TOP_K", "LAYOUTS", "SHARED_MAX", "default_layout", "BorderlineGenerator", "ClassDescriber", "ClassesDescriber", "DESCRIBE_CHUNK", "PromptMix", "Relabeler", "TaskDescriber",
            "seed_demo", "seed_demos", "share_phrase"]
 
 RETRY_TEMPERATURE = 0.7  # a greedy answer that failed to parse would fail the same way again
@@ -61,6 +62,27 @@ class ClassDescriber(dspy.Module):
         pred = self.describe(class_name=class_name, examples=examples, other_classes=other_classes,
                              config=_retry_config(0.0, attempt) if attempt else {})
         return dspy.Prediction(description=" ".join(str(pred.description).split()))
+
+
+DESCRIBE_CHUNK = 6  # classes described in one call: far fewer calls, each answer within a bounded length
+
+
+class ClassesDescriber(dspy.Module):
+    """Writes the one-sentence descriptions of several classes in one call (up to DESCRIBE_CHUNK), each seeing every
+    class's examples: what tells a class apart shows only beside the others."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.describe = dspy.Predict(DescribeClasses)
+
+    def forward(self, classes: list[str], seeds_by_label: dict[str, list[str]], attempt: int = 0) -> dspy.Prediction:
+        lines = [f"{label}: {text}" for label, texts in seeds_by_label.items() for text in texts]
+        config = {"max_tokens": 70 * len(classes) + 40, **(_retry_config(0.0, attempt) if attempt else {})}
+        pred = self.describe(all_classes=list(seeds_by_label), class_examples=lines, classes=list(classes),
+                             config=config)
+        answers = pred.descriptions_for_classes or {}
+        return dspy.Prediction(descriptions={label: " ".join(str(answers.get(str(i), "")).split())
+                                             for i, label in enumerate(classes, start=1)})
 
 
 class TaskDescriber(dspy.Module):

@@ -18,6 +18,7 @@ __all__ = [
     "answer_codes",
     "classify_signature_for",
     "DescribeClass",
+    "DescribeClasses",
     "DescribeTask",
     "GenerateBorderlineExamples",
     "RelabelTexts",
@@ -37,8 +38,8 @@ class ClassCard(BaseModel):
 
 class DescribeClass(dspy.Signature):
     """Write a one-sentence description of a class in a text-classification dataset, from its name and a few
-    example texts. Say what the texts of this class are about, precisely enough to tell it apart from the
-    other classes listed."""
+    example texts. Say what decides that a text belongs to this class rather than to the other classes listed:
+    the property the classes tell apart, not the subject its examples happen to share."""
 
     class_name: str = dspy.InputField()
     other_classes: list[str] = dspy.InputField(desc="the dataset's other class names")
@@ -46,13 +47,24 @@ class DescribeClass(dspy.Signature):
     description: str = dspy.OutputField(desc="one sentence, no more than 40 words")
 
 
+class DescribeClasses(dspy.Signature):
+    """Write a one-sentence description of each numbered class of a text-classification dataset, from the example
+    texts of every class. A description says what decides that a text belongs to the class rather than to the
+    dataset's other classes: the property the classes tell apart, not the subject its examples happen to share."""
+
+    all_classes: list[str] = dspy.InputField(desc="every class of the dataset")
+    class_examples: list[str] = dspy.InputField(desc="'class name: example text' lines")
+    classes: list[str] = dspy.InputField(desc="the classes to describe, numbered")
+    descriptions_for_classes: dict[str, str] = dspy.OutputField(desc="one sentence, no more than 40 words")
+
+
 class DescribeTask(dspy.Signature):
-    """Say in one sentence what the texts of a text-classification dataset are and what their classes tell
-    apart, from the class names and a few example texts of each class."""
+    """Say in one sentence what the texts of a text-classification dataset are (what kind of text, as far as the
+    examples show) and what property of a text its class stands for, from the class names and a few example texts
+    of each class."""
 
     class_examples: list[str] = dspy.InputField(desc="'class name: example text' lines")
-    task: str = dspy.OutputField(desc="one sentence, e.g. 'The texts are questions, classified by the type of "
-                                      "answer they expect.'")
+    task: str = dspy.OutputField(desc="one sentence")
 
 
 class GenerateBorderlineExamples(dspy.Signature):

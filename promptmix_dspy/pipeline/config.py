@@ -1,12 +1,13 @@
 """The settings of an augmentation run (``AugmentConfig``), validated on creation.
 
 The method's defaults follow the authors' released code (DESIGN.md): 2 shots, groups of 4 classes, 3 texts per
-generation call, the 5 nearest classes offered to the relabeler, 10 kept per class. Two settings are ours, their
-defaults chosen by measurement (benchmarks/token_cost.py --live, evals/results/token_cost.md): ``relabel_batch``
-texts are labelled in one call (default 1, the paper's protocol: on Qwen2.5-Coder-1.5B, 2 / 4 / 8 texts per call
-cut relabel tokens per text by 2x / 4x / 7x but lost 10 / 18 / 25 points of relabel accuracy on TREC6), and a
-generation call whose texts clean-up dropped asks once more for the missing ones (``reask``, default 1; 0 is the
-paper's protocol: 2.73 instead of 2.33 kept texts per generation call on TREC6).
+generation call, the 5 nearest classes offered to the relabeler, 10 kept per class. Ours: ``relabel_batch``
+texts are labelled in one call (default 1, the paper's protocol, and the one whose answer carries class
+probabilities; several texts per call cost fewer tokens and, on the 1.5B default model, labelled worse in the
+first table's measurements); a generation call whose texts clean-up dropped asks once more for the missing ones
+(``reask``, default 1; 0 is the paper's protocol); the relabel probabilities are calibrated over the run's texts
+(``calibrate``, default batch: evals/results/relabel_quality.md); generated texts found in the test split are
+removed (``decontaminate``).
 ``FAITHFUL`` holds the paper's values of both.
 """
 

@@ -1,8 +1,10 @@
 """The describe step: the class cards and the task description a run's prompts show, journaled.
 
-A description or task the dataset gives is used as is. What the LM writes is checked against the seeds it was
-written from: with the descriptions alone (no examples, no worked example), the relabeler must give each seed
-its own class; a written class that loses one of its seeds, or takes another class's, is described again
+A description or task the dataset gives is used as is. The LM writes the missing ones DESCRIBE_CHUNK classes a
+call, each call seeing every class's seeds. What it wrote is checked against the seeds it was written from
+(CHECK_CHUNK seeds a call, with a progress bar): with the descriptions alone (no examples, no worked example), the
+relabeler must give each seed its own class; only a written class that loses one of its seeds, or takes another
+class's, is described again
 (warmer samples, up to ``attempts`` in all), and the version that fit best is kept. The check's outcome is in
 descriptions.jsonl.
 """
@@ -16,7 +18,7 @@ from promptmix_dspy.data.fewshot import FewShotSplit
 from promptmix_dspy.llm.runner import Budget, UnitResult, run_parallel, run_unit
 from promptmix_dspy.llm.settings import LMHandle
 from promptmix_dspy.method.candidates import CandidateSelector
-from promptmix_dspy.method.modules import ClassDescriber, Relabeler, TaskDescriber
+from promptmix_dspy.method.modules import DESCRIBE_CHUNK, ClassesDescriber, Relabeler, TaskDescriber
 from promptmix_dspy.method.signatures import ClassCard
 from promptmix_dspy.pipeline.config import AugmentConfig
 from promptmix_dspy.store.files import Journal, atomic_write_json
@@ -25,6 +27,7 @@ __all__ = ["TASK_KEY", "describe_classes", "describe_task"]
 
 logger = logging.getLogger(__name__)
 TASK_KEY = "(task)"  # the task description's row in descriptions.jsonl
+CHECK_CHUNK = 8  # seeds placed in one call of the fit check
 GENERIC_TASK = "The texts are classified into the classes below."
 
 
@@ -58,7 +61,7 @@ def describe_classes(split: FewShotSplit, config: AugmentConfig, handle: LMHandl
     for round_no in range(config.attempts if todo else 0):
         need = [x for x in todo if _needs_writing(journal, x, round_no)]
         _write(split, need, round_no, config, handle, journal, budget)
-        todo = _misfits(split, given, todo, journal, config, handle, budget, task, round_no)
+        todo = _misfits(split, given, todo, journal, config, handle, budget, task, round_no, out)
         if not todo:
             break
     descriptions = {label: given.get(label) or _best(journal, label) for label in split.labels}
@@ -74,34 +77,40 @@ def _needs_writing(journal: Journal, label: str, round_no: int) -> bool:
 
 def _write(split: FewShotSplit, labels: list[str], round_no: int, config: AugmentConfig, handle: LMHandle,
            journal: Journal, budget: Budget) -> None:
-    describer, seeds = ClassDescriber(), split.seeds_by_label()
+    """The descriptions of ``labels``, DESCRIBE_CHUNK classes a call (each call sees every class's seeds)."""
+    describer, seeds = ClassesDescriber(), split.seeds_by_label()
+    chunks = [tuple(labels[i:i + DESCRIBE_CHUNK]) for i in range(0, len(labels), DESCRIBE_CHUNK)]
 
-    def work(label: str) -> UnitResult:
-        others = [x for x in split.labels if x != label]
-
-        def attempt_fn(attempt: int) -> str:
+    def work(chunk: tuple[str, ...]) -> UnitResult:
+        def attempt_fn(attempt: int) -> dict:
             with handle.context():
-                pred = describer(class_name=label, examples=seeds[label], other_classes=others,
-                                 attempt=attempt + round_no)
-            return _non_empty(pred.description)
+                written = describer(classes=list(chunk), seeds_by_label=seeds, attempt=attempt + round_no).descriptions
+            if not any(written.values()):
+                raise ValueError("empty descriptions")
+            return written
         return run_unit(attempt_fn, config.attempts, handle.price)
 
-    def done(label: str, result: UnitResult) -> None:
-        journal.append({"label": label, "description": result.value, "error": result.error, "round": round_no,
-                        "versions": (journal.get(label) or {}).get("versions", []), "usage": result.usage()})
+    def done(chunk: tuple[str, ...], result: UnitResult) -> None:
+        for i, label in enumerate(chunk):
+            text = (result.value or {}).get(label) or None
+            error = result.error or (None if text else "ValueError: no description for this class")
+            journal.append({"label": label, "description": text, "error": error, "round": round_no,
+                            "versions": (journal.get(label) or {}).get("versions", []),
+                            "usage": result.usage() if i == 0 else {}})  # the call's usage, counted once
 
-    run_parallel(labels, work, done, budget, handle.in_flight(config.num_threads), "describe")
+    run_parallel(chunks, work, done, budget, handle.in_flight(config.num_threads), "describe")
 
 
 def _misfits(split: FewShotSplit, given: dict, written: list[str], journal: Journal, config: AugmentConfig,
-             handle: LMHandle, budget: Budget, task: str | None, round_no: int) -> list[str]:
+             handle: LMHandle, budget: Budget, task: str | None, round_no: int, out: Path) -> list[str]:
     """The written classes that do not fit their seeds: shown only the descriptions, the relabeler puts one of
     their seeds elsewhere, or puts another class's seed in them (a description too broad or plainly wrong)."""
     texts = {label: (journal.get(label) or {}).get("description") for label in split.labels}
     seeds = [e for e in split.seeds if texts.get(e.label) or e.label in given]
     if not any(e.label in written for e in seeds):
         return []
-    placed = _placed(split, given, texts, [e.text for e in seeds], journal, config, handle, budget, task, round_no)
+    placed = _placed(split, given, texts, [e.text for e in seeds], journal, config, handle, budget, task, round_no,
+                     out)
     misfits = []
     for label in written:
         mine = [e.text for e in seeds if e.label == label]
@@ -120,22 +129,28 @@ def _misfits(split: FewShotSplit, given: dict, written: list[str], journal: Jour
 
 
 def _placed(split: FewShotSplit, given: dict, texts: dict, seed_texts: list[str], journal: Journal,
-            config: AugmentConfig, handle: LMHandle, budget: Budget, task: str | None, round_no: int) -> dict:
-    """Which class each seed gets from the descriptions alone (journaled as the row "(check N)")."""
+            config: AugmentConfig, handle: LMHandle, budget: Budget, task: str | None, round_no: int,
+            out: Path) -> dict:
+    """Which class each seed gets from the descriptions alone, among its top-k classes: CHECK_CHUNK seeds a call
+    over one candidate set, journaled (describe_check<N>.jsonl) with a progress bar, so a long check is bounded,
+    visible and resumable; the outcome is the row "(check N)" of descriptions.jsonl."""
+    from promptmix_dspy.method.candidates import SentenceEncoder
+    from promptmix_dspy.pipeline.relabel import label_texts
+
     key = f"(check {round_no})"
     if not _unfinished(journal, key):
         return journal.get(key)["placed"]
     cards = [ClassCard(name=label, description=given.get(label) or texts[label] or label) for label in split.labels]
-    relabeler = Relabeler(cards, CandidateSelector({c.name: [] for c in cards}, top_k=len(cards)), task=task,
-                          worked_example=False)
-
-    def attempt_fn(attempt: int) -> list:
-        with handle.context():
-            return relabeler(texts=seed_texts, attempt=attempt).classes
-    result = run_unit(attempt_fn, config.attempts, handle.price)
-    budget.record(result)
-    placed = dict(zip(seed_texts, result.value or []))
-    journal.append({"label": key, "placed": placed, "error": result.error, "usage": result.usage()})
+    top_k = min(config.top_k, len(cards))
+    encoder = SentenceEncoder(config.encoder) if top_k < len(cards) else None
+    selector = CandidateSelector(split.seeds_by_label(), encoder, top_k)
+    relabeler = Relabeler(cards, selector, task=task, worked_example=False)
+    chunked = AugmentConfig(**{**vars(config), "relabel_batch": CHECK_CHUNK})
+    placed = label_texts(relabeler, seed_texts, out / f"describe_check{round_no}.jsonl", chunked, handle, budget,
+                         f"describe check {round_no + 1}")
+    missing = [t for t, label in placed.items() if label is None]
+    journal.append({"label": key, "placed": placed, "error": f"{len(missing)} seeds without an answer" if missing
+                    else None, "usage": {}})
     return placed
 
 

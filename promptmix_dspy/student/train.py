@@ -52,7 +52,7 @@ class TrainConfig:
     epochs: int = 5
     # Train longer than ``epochs`` when they give fewer optimizer steps (0: never). On 2 seeds per class and a
     # few dozen generated rows the authors' 5 epochs are ~45 steps and MiniLM stays near its first guess (one
-    # class for every test text); 300 reaches a training loss near 0.1 there (evals/bench_*_300steps.toml).
+    # class for every test text); 300 reaches a training loss near 0.1 there (chosen on the training loss alone).
     min_steps: int = 300
     # How a row with class probabilities (a relabeled text) is trained on: "hard" (its label), "soft" (the
     # probabilities as the target distribution). Rows without probabilities (seeds) are always one-hot.
