@@ -58,6 +58,8 @@ bench evals/results/soft_labels_choice.md .venv/bin/python evals/soft_labels_cho
   --data-dir $D --out evals/results/soft_labels_choice.md
 bench evals/results/server_profile.md .venv/bin/python benchmarks/server_profile.py --data-dir $D \
   --out evals/results/server_profile.md --json evals/results/server_profile.json
+bench evals/results/side_by_side.md .venv/bin/python benchmarks/side_by_side.py --data-dir $D \
+  --out evals/results/side_by_side.md --json evals/results/side_by_side.json
 step banking77 0 $MAIN
 bench evals/results/descriptions_written.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets trec6,subj,twitter_complaints,banking77 --layouts candidates --calibrations none,batch --texts 120 \
