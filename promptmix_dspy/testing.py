@@ -393,6 +393,46 @@ class ScriptedServer:
                 "request_counts": {"total": len(lines), "completed": len(out), "failed": len(errors)}}
         return self._batch_view(batch_id, advance=False)
 
+    def create_message_batch(self, request: dict) -> dict:
+        """Anthropic's Message Batches (POST /v1/messages/batches): each request's params answered as a chat."""
+        results = []
+        for item in request["requests"]:
+            params = item["params"]
+            messages = ([{"role": "system", "content": params["system"]}] if params.get("system") else []) + \
+                params["messages"]
+            fault = self.batch_fault(item["custom_id"], params) if self.batch_fault else None
+            if fault:
+                kind = "expired" if fault == "expire" else "errored"
+                results.append({"custom_id": item["custom_id"], "result": {"type": kind, **(
+                    {"error": {"type": "api_error", "message": "injected"}} if kind == "errored" else {})}})
+                continue
+            _, _, payload, _ = self.answer({**params, "messages": messages}, record=False)
+            completion = json.loads(payload)
+            text = completion["choices"][0]["message"]["content"]
+            results.append({"custom_id": item["custom_id"], "result": {"type": "succeeded", "message": {
+                "id": f"msg_{len(results)}", "type": "message", "role": "assistant", "model": params["model"],
+                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": completion["usage"]["prompt_tokens"],
+                          "output_tokens": completion["usage"]["completion_tokens"]}}}})
+        with self._lock:
+            batch_id = f"msgbatch_{len(self.batches) + 1}"
+            counts = {"processing": 0, "succeeded": sum(r["result"]["type"] == "succeeded" for r in results),
+                      "errored": sum(r["result"]["type"] == "errored" for r in results),
+                      "canceled": 0, "expired": sum(r["result"]["type"] == "expired" for r in results)}
+            self.batches[batch_id] = {"id": batch_id, "anthropic": True, "results": results, "counts": counts,
+                                      "polls": 0, "request_counts": {"total": len(results)}}
+        return self._message_batch_view(batch_id, advance=False)
+
+    def _message_batch_view(self, batch_id: str, advance: bool = True) -> dict:
+        batch = self.batches[batch_id]
+        batch["polls"] += advance
+        ended = batch["polls"] > self.batch_polls
+        return {"id": batch_id, "type": "message_batch", "processing_status": "ended" if ended else "in_progress",
+                "request_counts": batch["counts"] if ended else {"processing": len(batch["results"]), "succeeded": 0,
+                                                                 "errored": 0, "canceled": 0, "expired": 0},
+                "results_url": f"{self.base_url.removesuffix('/v1')}/v1/messages/batches/{batch_id}/results"
+                if ended else None, "created_at": "2026-12-04T00:00:00Z", "ended_at": None}
+
     def _batch_view(self, batch_id: str, advance: bool = True) -> dict:
         batch = self.batches[batch_id]
         if advance:
@@ -456,6 +496,14 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             if m := re.fullmatch(r"/v1/files/([\w-]+)/content", path):
                 file = server.files.get(m.group(1))
                 return self._send(200, {}, file["data"]) if file else self._not_found()
+            if m := re.fullmatch(r"/v1/messages/batches/([\w-]+)/results", path):
+                batch = server.batches.get(m.group(1))
+                return self._send(200, {}, "".join(json.dumps(r) + "\n" for r in batch["results"]).encode()) \
+                    if batch else self._not_found()
+            if m := re.fullmatch(r"/v1/messages/batches/([\w-]+)", path):
+                ok = m.group(1) in server.batches
+                return self._send(200, {}, json.dumps(server._message_batch_view(m.group(1))).encode()) if ok else \
+                    self._not_found()
             if m := re.fullmatch(r"/v1/batches/([\w-]+)", path):
                 ok = m.group(1) in server.batches
                 return self._send(200, {}, json.dumps(server._batch_view(m.group(1))).encode()) if ok else \
@@ -479,6 +527,8 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 return
             if path == "/v1/batches":
                 return self._send(200, {}, json.dumps(server.create_batch(body)).encode())
+            if path == "/v1/messages/batches":
+                return self._send(200, {}, json.dumps(server.create_message_batch(body)).encode())
             try:
                 status, headers, payload, delay = server.answer(body)
             except Exception as exc:  # a broken responder is a 500, not a hung client

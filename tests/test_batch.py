@@ -149,3 +149,24 @@ def test_the_embedded_server_refuses_the_batch_api():
 
     with pytest.raises(ValueError, match="batch-api is for a provider"):
         build_handle(LMSettings(batch_api=True), "hosted_vllm/x", "http://127.0.0.1:1/v1", embedded=True)
+
+
+def test_anthropic_message_batches_give_the_same_rows_as_synchronous_calls(tmp_path, data_dir, monkeypatch):
+    """Anthropic's Message Batches in their documented shapes (requests with params, results with a type per
+    item); its answers carry no logprobs, so the rows keep the LLM's answers as hard labels."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-scripted")
+    from promptmix_dspy.llm import batch as batch_module
+
+    with ScriptedServer(RuleResponder(generate=stable_generate)) as server:
+        settings = LMSettings(model="anthropic/claude-3-5-haiku-latest", api_base=server.base_url, cache=False,
+                              batch_api=True, batch_poll_seconds=0.01, adapter="promptmix")
+        result = augment("trec6", tmp_path, AugmentConfig(**CONFIG), settings, data_dir=data_dir)
+        lines = [r for b in server.batches.values() for r in b["results"]]
+    assert len(result.rows) == 12 and all("probs" not in r for r in result.rows)
+    assert list(server.batches) == ["msgbatch_1", "msgbatch_2"] and len(lines) == 18
+    assert all(r["result"]["type"] == "succeeded" for r in lines)
+    params = batch_module.anthropic_params({"model": "m", "messages": [{"role": "system", "content": "s"},
+                                                                        {"role": "user", "content": "u"}],
+                                            "max_tokens": 16, "temperature": 0.0, "logprobs": True})
+    assert params == {"model": "m", "max_tokens": 16, "system": "s", "temperature": 0.0,
+                      "messages": [{"role": "user", "content": "u"}]}

@@ -1,4 +1,5 @@
-"""Provider batch APIs (OpenAI's Batch API and the OpenAI-compatible ones: half the price, within 24 hours).
+"""Provider batch APIs: OpenAI's Batch API and the OpenAI-compatible ones, and Anthropic's Message Batches (half the
+price, answers within 24 hours).
 
 A batched stage runs the same code as a synchronous one, in passes (``run_batched``):
 
@@ -37,7 +38,7 @@ from typing import Any, Callable, Iterator
 
 from promptmix_dspy.store.files import Journal, atomic_write_json, read_json
 
-__all__ = ["BATCH_DISCOUNT", "BatchClient", "BatchError", "BatchStore", "Deferred", "active_store", "in_batches",
+__all__ = ["BATCH_DISCOUNT", "AnthropicBatchClient", "BatchClient", "BatchError", "BatchStore", "Deferred", "active_store", "in_batches",
            "request_body", "run_batched", "wait_for_batch"]
 
 logger = logging.getLogger(__name__)
@@ -232,6 +233,92 @@ class BatchClient:
         return raw.decode("utf-8") if isinstance(raw, bytes) else raw
 
 
+class AnthropicBatchClient(BatchClient):
+    """Anthropic's Message Batches API (POST /v1/messages/batches; litellm here polls and reads results but cannot
+    create one), spoken directly over HTTP in its documented shapes, with each request and answer translated to and
+    from the chat-completions form the rest of the path uses. Anthropic returns no logprobs: its answers are hard
+    labels."""
+
+    VERSION = "2023-06-01"
+
+    def __init__(self, api_base: str | None = None, api_key: str | None = None, poll_seconds: float = 30.0):
+        import os
+
+        super().__init__("anthropic", api_base, api_key, poll_seconds)
+        self.api_base = (api_base or "https://api.anthropic.com").rstrip("/").removesuffix("/v1")
+        self.api_key = api_key or os.environ.get("ANTHROPIC_API_KEY", "")
+
+    def _headers(self) -> dict:
+        return {"x-api-key": self.api_key, "anthropic-version": self.VERSION, "content-type": "application/json"}
+
+    def submit(self, lines: list[dict]) -> tuple[str, str]:
+        import httpx
+
+        requests = [{"custom_id": line["custom_id"], "params": anthropic_params(line["body"])} for line in lines]
+        response = httpx.post(f"{self.api_base}/v1/messages/batches", json={"requests": requests},
+                              headers=self._headers(), timeout=120)
+        response.raise_for_status()
+        return response.json()["id"], ""
+
+    def retrieve(self, batch_id: str) -> Any:
+        import httpx
+        from types import SimpleNamespace
+
+        response = httpx.get(f"{self.api_base}/v1/messages/batches/{batch_id}", headers=self._headers(), timeout=120)
+        response.raise_for_status()
+        batch = response.json()
+        counts = batch.get("request_counts") or {}
+        ended = batch.get("processing_status") == "ended"
+        status = "completed" if ended else "in_progress"
+        if ended and counts.get("expired") and not counts.get("succeeded"):
+            status = "expired"
+        done = SimpleNamespace(completed=counts.get("succeeded", 0),
+                               failed=sum(counts.get(k, 0) for k in ("errored", "expired", "canceled")))
+        return SimpleNamespace(id=batch_id, status=status, request_counts=done,
+                               output_file_id=batch.get("results_url") if ended else None, error_file_id=None)
+
+    def content(self, file_id: str | None) -> str | None:
+        import httpx
+
+        if not file_id:
+            return None
+        response = httpx.get(file_id, headers=self._headers(), timeout=600)
+        response.raise_for_status()
+        return "".join(json.dumps(openai_line(json.loads(line))) + "\n" for line in response.text.splitlines()
+                       if line.strip())
+
+
+def anthropic_params(body: dict) -> dict:
+    """A chat-completions body as Anthropic Messages parameters (system apart; no logprobs, no response_format)."""
+    system = "\n\n".join(m["content"] for m in body["messages"] if m["role"] == "system")
+    params = {"model": body["model"], "max_tokens": body.get("max_tokens", 256),
+              "messages": [{"role": m["role"], "content": m["content"]} for m in body["messages"]
+                           if m["role"] != "system"]}
+    if system:
+        params["system"] = system
+    for key in ("temperature", "top_p", "stop_sequences"):
+        if body.get(key) is not None:
+            params[key] = body[key]
+    return params
+
+
+def openai_line(result: dict) -> dict:
+    """An Anthropic batch result line as an OpenAI batch output line (its answer as a chat completion)."""
+    outcome = result.get("result") or {}
+    if outcome.get("type") != "succeeded":
+        return {"custom_id": result.get("custom_id"), "response": None,
+                "error": {"code": outcome.get("type"), "message": json.dumps(outcome.get("error"))}}
+    message = outcome["message"]
+    text = "".join(block.get("text", "") for block in message.get("content", []) if block.get("type") == "text")
+    usage = message.get("usage") or {}
+    body = {"id": message.get("id"), "object": "chat.completion", "created": int(time.time()),
+            "model": message.get("model"), "choices": [{"index": 0, "finish_reason": "stop",
+                                                        "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": usage.get("input_tokens", 0), "completion_tokens": usage.get("output_tokens", 0),
+                      "total_tokens": usage.get("input_tokens", 0) + usage.get("output_tokens", 0)}}
+    return {"custom_id": result["custom_id"], "response": {"status_code": 200, "body": body}, "error": None}
+
+
 def _wait(client: BatchClient, batch_id: str, total: int) -> Any:
     from tqdm.auto import tqdm
 
@@ -303,8 +390,12 @@ def in_batches(handle: Any, folder: Path, stage: Callable[[], Any]) -> Any:
     if not options or active_store() is not None:
         return stage()
     provider = handle.model.split("/", 1)[0]
-    client = BatchClient("openai" if provider in ("openai", "hosted_vllm") else provider, handle.api_base,
-                         getattr(handle.lm, "kwargs", {}).get("api_key"), poll_seconds=options.get("poll_seconds", 30.0))
+    key, poll = getattr(handle.lm, "kwargs", {}).get("api_key"), options.get("poll_seconds", 30.0)
+    if provider == "anthropic":
+        client: BatchClient = AnthropicBatchClient(handle.api_base, key, poll)
+    else:
+        client = BatchClient("openai" if provider in ("openai", "hosted_vllm") else provider, handle.api_base, key,
+                             poll_seconds=poll)
     store = BatchStore(Path(folder) / "batch", fallback=options.get("fallback", "batch"))
     return run_batched(stage, store, client)
 

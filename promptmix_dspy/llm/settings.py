@@ -99,15 +99,21 @@ class PromptMixLM(dspy.LM):
         rollout = kwargs.get("rollout_id", self.kwargs.get("rollout_id"))  # lm.copy(rollout_id=...) too
         return {**kwargs, "rollout_id": f"{self.endpoint_tag}|{'' if rollout is None else rollout}"}
 
+    def _supported(self, kwargs: dict) -> dict:
+        """The call's kwargs without a sampling ``seed`` where the provider takes none (Anthropic refuses it)."""
+        if "seed" in kwargs and not takes_seed(self.model):
+            return {k: v for k, v in kwargs.items() if k != "seed"}
+        return kwargs
+
     def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any):
         self._check_spending()
-        kwargs = self._from_batch(messages, kwargs)
+        kwargs = self._from_batch(messages, self._supported(kwargs))
         call, salted = super().__call__, self._salted(kwargs)
         return self.retry.call(lambda: call(prompt, messages=messages, **salted))
 
     async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any):
         self._check_spending()
-        kwargs = self._from_batch(messages, kwargs)
+        kwargs = self._from_batch(messages, self._supported(kwargs))
         call, salted = super().acall, self._salted(kwargs)
         return await self.retry.acall(lambda: call(prompt, messages=messages, **salted))
 
@@ -287,6 +293,15 @@ def build_handle(settings: LMSettings, model: str, api_base: str | None, embedde
 
 
 LOGPROB_PROVIDERS = ("openai", "azure", "hosted_vllm", "together_ai", "fireworks_ai", "deepinfra", "openrouter")
+
+
+SEED_PROVIDERS = ("openai", "azure", "hosted_vllm", "together_ai", "fireworks_ai", "deepinfra", "openrouter",
+                  "ollama", "ollama_chat")
+
+
+def takes_seed(model: str) -> bool:
+    """Whether the provider takes a sampling seed (the same seeded call then samples the same text)."""
+    return model.split("/", 1)[0] in SEED_PROVIDERS
 
 
 def returns_logprobs(model: str) -> bool:
