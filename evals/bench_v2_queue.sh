@@ -4,8 +4,8 @@
 # nothing:
 #   nohup bash evals/bench_v2_queue.sh > runs/queue_v2.log 2>&1 &
 # After each step the report is rewritten (evals/results/bench_qwen2.5-coder-1.5b_v2); commit it as cells land.
-# Order: seed 0 of the small datasets' main rows, then banking77 seed 0 (the paper's headline dataset, early),
-# then seeds 1-2 of the small datasets with the compiled, dev-label and budget rows, banking77 seeds 1-2, then
+# Order: trec6 seed 0 with its compiled programs, the relabel benchmark, the other small datasets' seed 0, the
+# throughput profile, banking77 seed 0 (the paper's headline dataset, early), the other benchmarks, then seeds 1-2 of the small datasets with the compiled, dev-label and budget rows, banking77 seeds 1-2, then
 # seeds 3-4 of the small datasets.
 set -uo pipefail
 # run a copy: editing this file while it runs then changes nothing under way (restart it to pick changes up)
@@ -44,23 +44,25 @@ bench() {  # bench OUTPUT COMMAND...: a measurement script, once (its committed 
   "$@" || echo "!!! failed: $*"
 }
 
-step $SMALL 0 $MAIN
+step trec6 0 $MAIN
+step trec6 0 a2c
 bench evals/results/relabel_quality.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets trec6,subj,twitter_complaints --layouts candidates --texts 120 --out evals/results/relabel_quality.md \
   --json evals/results/relabel_quality.json
-bench evals/results/relabel_quality_layouts.md .venv/bin/python benchmarks/relabel_quality.py \
-  --datasets trec6 --layouts shared,hybrid --calibrations none,batch --texts 120 \
-  --out evals/results/relabel_quality_layouts.md
+step subj,twitter_complaints 0 $MAIN
+bench evals/results/server_profile.md .venv/bin/python benchmarks/server_profile.py --data-dir $D \
+  --out evals/results/server_profile.md --json evals/results/server_profile.json
 bench evals/results/relabel_quality_banking77.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets banking77 --layouts candidates,hybrid,cards --calibrations none,batch --texts 77 \
   --out evals/results/relabel_quality_banking77.md
 bench evals/results/soft_labels_choice.md .venv/bin/python evals/soft_labels_choice.py --grid runs/bench_v2 \
   --data-dir $D --out evals/results/soft_labels_choice.md
-bench evals/results/server_profile.md .venv/bin/python benchmarks/server_profile.py --data-dir $D \
-  --out evals/results/server_profile.md --json evals/results/server_profile.json
+step banking77 0 $MAIN
+bench evals/results/relabel_quality_layouts.md .venv/bin/python benchmarks/relabel_quality.py \
+  --datasets trec6 --layouts shared,hybrid --calibrations none,batch --texts 120 \
+  --out evals/results/relabel_quality_layouts.md
 bench evals/results/side_by_side.md .venv/bin/python benchmarks/side_by_side.py --data-dir $D \
   --out evals/results/side_by_side.md --json evals/results/side_by_side.json
-step banking77 0 $MAIN
 bench evals/results/descriptions_written.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets trec6,subj,twitter_complaints,banking77 --layouts candidates --calibrations none,batch --texts 120 \
   --descriptions both --out evals/results/descriptions_written.md --json evals/results/descriptions_written.json

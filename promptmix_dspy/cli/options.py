@@ -108,7 +108,8 @@ class LMOptions:
     num_retries: Annotated[Optional[int], typer.Option("--num-retries", help="Transport retries of one LLM "
                            "request, with backoff (timeouts, 429, 5xx, broken connections; default 3).")] = None
     batch_api: Annotated[bool, typer.Option("--batch-api", help="Send the calls through the provider's batch API "
-                         "(OpenAI and OpenAI-compatible: half the price, answers within 24 hours), stage by stage; "
+                         "(OpenAI, OpenAI-compatible and Anthropic: half the price, answers within 24 hours), stage by "
+                         "stage; "
                          "a re-run picks up a batch in flight instead of submitting it again.")] = False
     batch_fallback: Annotated[Optional[str], typer.Option("--batch-fallback", help="What a failed or expired batch "
                               "item becomes: batch (sent in the next batch; default) or sync (called at once).")] = None
