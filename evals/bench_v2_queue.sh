@@ -4,9 +4,10 @@
 # nothing:
 #   nohup bash evals/bench_v2_queue.sh > runs/queue_v2.log 2>&1 &
 # After each step the report is rewritten (evals/results/bench_qwen2.5-coder-1.5b_v2); commit it as cells land.
-# Order: trec6 seed 0 with its compiled programs, the relabel benchmark, the other small datasets' seed 0, the
-# throughput profile, banking77 seed 0 (the paper's headline dataset, early), the other benchmarks, then seeds 1-2 of the small datasets with the compiled, dev-label and budget rows, banking77 seeds 1-2, then
-# seeds 3-4 of the small datasets.
+# Order: trec6 seed 0 with its compiled programs, the relabel benchmark, the throughput profile, the other small
+# datasets' seed 0, banking77 seed 0 (the paper's headline dataset, early), the other benchmarks, then seeds 1-2
+# of the small datasets with the compiled, dev-label and budget rows, banking77 seeds 1-2, then seeds 3-4 of the
+# small datasets.
 set -uo pipefail
 # run a copy: editing this file while it runs then changes nothing under way (restart it to pick changes up)
 if [ -z "${QUEUE_ROOT:-}" ]; then
@@ -49,9 +50,9 @@ step trec6 0 a2c
 bench evals/results/relabel_quality.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets trec6,subj,twitter_complaints --layouts candidates --texts 120 --out evals/results/relabel_quality.md \
   --json evals/results/relabel_quality.json
-step subj,twitter_complaints 0 $MAIN
 bench evals/results/server_profile.md .venv/bin/python benchmarks/server_profile.py --data-dir $D \
   --out evals/results/server_profile.md --json evals/results/server_profile.json
+step subj,twitter_complaints 0 $MAIN
 bench evals/results/relabel_quality_banking77.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets banking77 --layouts candidates,hybrid,cards --calibrations none,batch --texts 77 \
   --out evals/results/relabel_quality_banking77.md
