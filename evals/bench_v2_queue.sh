@@ -52,6 +52,9 @@ bench evals/results/relabel_quality.md .venv/bin/python benchmarks/relabel_quali
   --json evals/results/relabel_quality.json
 bench evals/results/server_profile.md .venv/bin/python benchmarks/server_profile.py --data-dir $D \
   --out evals/results/server_profile.md --json evals/results/server_profile.json
+# "before" (ed6cacb) needs llama-cpp-python[server]==0.3.36 in the venv, which the set-up no longer installs
+bench evals/results/side_by_side.md .venv/bin/python benchmarks/side_by_side.py --data-dir $D \
+  --out evals/results/side_by_side.md --json evals/results/side_by_side.json
 step subj,twitter_complaints 0 $MAIN
 bench evals/results/relabel_quality_banking77.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets banking77 --layouts candidates,hybrid,cards --calibrations none,batch --texts 77 \
@@ -62,8 +65,6 @@ step banking77 0 $MAIN
 bench evals/results/relabel_quality_layouts.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets trec6 --layouts shared,hybrid --calibrations none,batch --texts 120 \
   --out evals/results/relabel_quality_layouts.md
-bench evals/results/side_by_side.md .venv/bin/python benchmarks/side_by_side.py --data-dir $D \
-  --out evals/results/side_by_side.md --json evals/results/side_by_side.json
 bench evals/results/descriptions_written.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets trec6,subj,twitter_complaints,banking77 --layouts candidates --calibrations none,batch --texts 120 \
   --descriptions both --out evals/results/descriptions_written.md --json evals/results/descriptions_written.json

@@ -288,7 +288,10 @@ def collect_results(grid: GridSpec, out: str | Path) -> list[dict]:
             if (grid.folders(out, s)[0] / "result.json").exists()]
     atomic_write_jsonl(out / "results.jsonl", rows)
     missing = len(grid.cells()) - len(rows)
+    failed = sum((grid.folders(out, s)[0] / "error.txt").exists() and not (grid.folders(out, s)[0] /
+                                                                           "result.json").exists()
+                 for s in grid.cells())
     if missing:
-        logger.warning("%d of %d cells are unfinished (see error.txt in their folders); re-run to finish them",
-                       missing, len(grid.cells()))
+        logger.warning("%d of %d cells are unfinished (%d failed: see error.txt in their folders; the rest not "
+                       "run yet); re-run to finish them", missing, len(grid.cells()), failed)
     return rows
