@@ -50,6 +50,7 @@ step trec6 0 a2c
 bench evals/results/relabel_quality.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets trec6,subj,twitter_complaints --layouts candidates --texts 120 --out evals/results/relabel_quality.md \
   --json evals/results/relabel_quality.json
+step trec6 0 a2c  # again: the first try failed in a thread race on litellm's import (fixed)
 bench evals/results/server_profile.md .venv/bin/python benchmarks/server_profile.py --data-dir $D \
   --out evals/results/server_profile.md --json evals/results/server_profile.json
 # "before" (ed6cacb) needs llama-cpp-python[server]==0.3.36 in the venv, which the set-up no longer installs

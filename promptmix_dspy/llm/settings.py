@@ -260,6 +260,12 @@ def build_handle(settings: LMSettings, model: str, api_base: str | None, embedde
                  identity: str | None = None) -> LMHandle:
     """The LM for DSPy. Cached answers are keyed by the endpoint too (DSPy's own key ignores api_base): by
     ``identity`` when given (the embedded server, whose port changes every start), else by api_base."""
+    import litellm
+
+    # litellm finishes importing here, in this thread: first imported by several DSPy worker threads at once (a
+    # compile's parallel evaluation) it raised "partially initialized module 'litellm' has no attribute
+    # 'completion'" in all but one of them
+    assert callable(litellm.completion)
     adapter_name = settings.adapter if settings.adapter != "auto" else ("llama-cpp" if embedded else "promptmix")
     adapter = ADAPTERS[adapter_name]()
     if hasattr(adapter, "logprobs"):
