@@ -89,10 +89,10 @@ def _scores(gold: list[str], pred: list) -> dict:
             "relabel_macro_f1": f1_score(gold, pred, average="macro", labels=sorted(set(gold)), zero_division=0)}
 
 
-def _main_job(cmd: list[str], env: dict, out: Path) -> dict:
+def _main_job(cmd: list[str], env: dict, out: Path, cwd: Path = REPO) -> dict:
     """The README's main job as a fresh process: wall seconds, and the final examples it wrote."""
     started = time.monotonic()
-    proc = subprocess.run(cmd + ["--out", str(out)], env=env, capture_output=True, text=True, timeout=7200)
+    proc = subprocess.run(cmd + ["--out", str(out)], env=env, capture_output=True, text=True, timeout=7200, cwd=cwd)
     wall = time.monotonic() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -140,12 +140,18 @@ def run_before(data_dir: str, tmp: Path, test_texts: int) -> dict:
                    capture_output=True)
     try:
         env = {**os.environ, "PYTHONPATH": str(worktree), "DSPY_CACHEDIR": str(tmp / "cache-before")}
+        # run from inside the worktree: `python -m` and `-c` put the working directory first on sys.path, so from
+        # this checkout they would import today's package whatever PYTHONPATH says
+        where = subprocess.run([sys.executable, "-c", "import promptmix_dspy; print(promptmix_dspy.__file__)"],
+                               env=env, cwd=worktree, capture_output=True, text=True, check=True).stdout.strip()
+        if not Path(where).resolve().is_relative_to(worktree.resolve()):
+            raise RuntimeError(f"the old code's run would import {where}, not the worktree {worktree}")
         job = _main_job([sys.executable, "-m", "promptmix_dspy.cli", "augment", "--dataset", "trec6", "--data-dir",
-                         data_dir, "--no-cache"], env, tmp / "before-run")
+                         data_dir, "--no-cache"], env, tmp / "before-run", cwd=worktree)
         _, _, texts, tests = _sample(data_dir)
         proc = subprocess.run([sys.executable, "-c", OLD_PROBE, json.dumps([e.text for e in texts]),
                                json.dumps([e.text for e in tests[:test_texts]]), data_dir], env=env,
-                              capture_output=True, text=True, timeout=7200)
+                              capture_output=True, text=True, timeout=7200, cwd=worktree)
         if proc.returncode != 0:
             raise RuntimeError(f"the old code's relabeler failed:\n{proc.stderr[-3000:]}")
         probe = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -218,12 +224,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-texts", type=int, default=100)
     parser.add_argument("--out", default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--keep", default="", help="pipelines whose figures are read back from --json (a run "
+                        "measured earlier) instead of measured again, e.g. --only before --keep now,authors")
     args = parser.parse_args(argv)
-    results = {}
+    args.data_dir = str(Path(args.data_dir).resolve())  # the old code runs from its worktree
+    kept = json.loads(Path(args.json).read_text()) if args.keep else {}
+    results = {key: kept[key] for key in args.keep.split(",") if key}
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.only.split(","):
             results[key] = RUNS[key](args.data_dir, Path(tmp), args.test_texts)
             print(key, results[key], flush=True)
+    results = {key: results[key] for key in RUNS if key in results}
     ratio = {k: results[k]["seconds_per_example"] / results["now"]["seconds_per_example"] for k in results
              if "now" in results}
     text = "\n".join([

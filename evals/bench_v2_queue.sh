@@ -50,18 +50,18 @@ step trec6 0 a2c
 bench evals/results/relabel_quality.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets trec6,subj,twitter_complaints --layouts candidates --texts 120 --out evals/results/relabel_quality.md \
   --json evals/results/relabel_quality.json
-step trec6 0 a2c  # again: the first try failed in a thread race on litellm's import (fixed)
 bench evals/results/server_profile.md .venv/bin/python benchmarks/server_profile.py --data-dir $D \
   --out evals/results/server_profile.md --json evals/results/server_profile.json
-# "before" (ed6cacb) needs llama-cpp-python[server]==0.3.36 in the venv, which the set-up no longer installs
+# "before" (ed6cacb) needs llama-cpp-python[server]==0.3.36 in the venv, which the set-up no longer installs;
+# --only before --keep now,authors re-measures one pipeline and keeps the others' figures from --json
 bench evals/results/side_by_side.md .venv/bin/python benchmarks/side_by_side.py --data-dir $D \
   --out evals/results/side_by_side.md --json evals/results/side_by_side.json
 step subj,twitter_complaints 0 $MAIN
+bench evals/results/soft_labels_choice.md .venv/bin/python evals/soft_labels_choice.py --grid runs/bench_v2 \
+  --data-dir $D --out evals/results/soft_labels_choice.md
 bench evals/results/relabel_quality_banking77.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets banking77 --layouts candidates,hybrid,cards --calibrations none,batch --texts 77 \
   --out evals/results/relabel_quality_banking77.md
-bench evals/results/soft_labels_choice.md .venv/bin/python evals/soft_labels_choice.py --grid runs/bench_v2 \
-  --data-dir $D --out evals/results/soft_labels_choice.md
 step banking77 0 $MAIN
 bench evals/results/relabel_quality_layouts.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets trec6 --layouts shared,hybrid --calibrations none,batch --texts 120 \
