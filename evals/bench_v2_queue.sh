@@ -64,6 +64,9 @@ bench evals/results/soft_labels_choice.md .venv/bin/python evals/soft_labels_cho
 for s in 1 2; do
   step $SMALL $s $MAIN
 done
+# the soft-label choice again on seeds 0-2 (the seed-0 file is rewritten; the JSON makes the re-run resumable)
+bench evals/results/soft_labels_choice.json .venv/bin/python evals/soft_labels_choice.py --grid runs/bench_v2 \
+  --data-dir $D --seeds 0,1,2 --out evals/results/soft_labels_choice.md --json evals/results/soft_labels_choice.json
 bench evals/results/relabel_quality_banking77.md .venv/bin/python benchmarks/relabel_quality.py \
   --datasets banking77 --layouts candidates,hybrid,cards --calibrations none,batch --texts 77 \
   --out evals/results/relabel_quality_banking77.md
