@@ -22,6 +22,7 @@ import random
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 CALIBRATIONS = ("none", "batch", "content-free")
@@ -163,18 +164,27 @@ def main(argv: list[str] | None = None) -> None:
 
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)  # every call is made and timed
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, open_lm(LMSettings(local_model=args.local_model, cache=False)) as h:
-        for name in args.datasets.split(","):
-            for layout in args.layouts.split(","):
-                calibrations = tuple(args.calibrations.split(","))
-                for written in {"given": (False,), "written": (True,), "both": (False, True)}[args.descriptions]:
-                    rows += measure(name, layout, args.texts, args.data_dir, h, Path(tmp), calibrations, written)
-                    print(table(rows[-len(calibrations):]), flush=True)
+    if args.json and Path(args.json).exists():  # resumable: a re-run measures only what the JSON lacks
+        rows = json.loads(Path(args.json).read_text(encoding="utf-8"))
+    calibrations = tuple(args.calibrations.split(","))
+    todo = [(name, layout, written) for name in args.datasets.split(",") for layout in args.layouts.split(",")
+            for written in {"given": (False,), "written": (True,), "both": (False, True)}[args.descriptions]
+            if not any(r["dataset"] == name and r["layout"] == layout
+                       and r.get("descriptions", "given").startswith("written") == written for r in rows)]
+    with tempfile.TemporaryDirectory() as tmp, \
+            open_lm(LMSettings(local_model=args.local_model, cache=False)) if todo else nullcontext() as h:
+        for name, layout, written in todo:
+            rows += measure(name, layout, args.texts, args.data_dir, h, Path(tmp), calibrations, written)
+            print(table(rows[-len(calibrations):]), flush=True)
+            if args.json:  # after each measurement: an interruption loses at most the one under way
+                Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    shown = [r for r in rows if r["dataset"] in args.datasets.split(",") and r["layout"] in args.layouts.split(",")
+             and r["calibration"] in calibrations]
     text = (f"# Relabel quality and cost ({args.local_model}, 2 CPU cores)\n\n"
             f"`python benchmarks/relabel_quality.py {' '.join(sys.argv[1:])}`\n\nUp to {args.texts} labelled train "
             f"texts per dataset outside seed 0's seeds (never test); top-5 candidates, one text per call, "
             f"temperature 0, 2 requests in flight. Batch calibration's prior is the mean over these texts.\n\n"
-            f"{table(rows)}\n")
+            f"{table(shown)}\n")
     print(text)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
