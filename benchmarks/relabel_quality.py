@@ -81,13 +81,15 @@ def measure(name: str, layout: str, texts: int, data_dir: str, handle, root: Pat
     pool = sample(ds, texts, {e.text for e in split.seeds})
     config = AugmentConfig(layout=layout, num_threads=2)
     if written:  # the LM writes every description and the task from the seeds (the pipeline's describe step)
-        cards, task, calls = _written(ds, split, config, handle, root / f"describe-{name}")
+        cards, task, describe_calls = _written(ds, split, config, handle, root / f"describe-{name}")
     else:
         cards = [ClassCard(name=label, description=ds.descriptions[label], examples=ex)
                  for label, ex in split.seeds_by_label().items()]
-        task, calls = ds.task, 0
+        task, describe_calls = ds.task, 0
     program = build_program(cards, config, None, task)
-    journal = root / f"{name}-{layout}.jsonl"
+    # its own journal: the relabel step resumes from a journal, and the written descriptions' answers must not be
+    # read back from the given ones' run (nor the other way round)
+    journal = root / f"{name}-{layout}-{'written' if written else 'given'}.jsonl"
     started, history_start = time.monotonic(), len(handle.lm.history)
     answers = answer_texts(program.relabeler, [e.text for e in pool], journal, config, handle, Budget(), "relabel")
     seconds = time.monotonic() - started
@@ -101,7 +103,10 @@ def measure(name: str, layout: str, texts: int, data_dir: str, handle, root: Pat
         pred = [max(calibrated[e.text], key=calibrated[e.text].get) if e.text in calibrated else
                 (answers[e.text].label if answers[e.text] else "(none)") for e in pool]
         rows.append({"dataset": name, "layout": layout, "calibration": method, "texts": len(pool),
-                     "descriptions": f"written ({calls} calls)" if written else "given",
+                     "descriptions": f"written ({describe_calls} calls)" if written else "given",
+                     "describe_calls": describe_calls,
+                     "cards": {c.name: c.description for c in cards} if written else None,
+                     "task": task if written else None,
                      "probabilities": record.get("probabilities"), **_scores(gold, pred, ds.labels), **cost})
     return rows
 
